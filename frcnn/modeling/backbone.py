@@ -1,0 +1,156 @@
+"""ResNet-50 body: stem + four bottleneck stages, returning C2–C5.
+
+Parameter names equal torchvision's ``resnet50`` (``conv1``, ``bn1``, ``layer1.0.conv1`` …)
+so that ImageNet weights saved by torchvision load as they are. Detection backbones keep
+batch-norm statistics frozen (``norm="frozen_bn"``): detection batches are too small
+to estimate them, and plain ``BatchNorm2d`` would keep updating running statistics even
+where its affine parameters are frozen.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+from torchvision.ops import FrozenBatchNorm2d
+
+__all__ = ["ResNet50", "load_backbone_weights"]
+
+# torchvision's stage names, from the output end backwards: ``trainable_layers = k``
+# leaves the last k of them trainable.
+_STAGES_FROM_TOP = ("layer4", "layer3", "layer2", "layer1", "conv1")
+NORM_LAYERS: dict[str, Callable[[int], nn.Module]] = {"frozen_bn": FrozenBatchNorm2d, "bn": nn.BatchNorm2d}
+
+
+class Bottleneck(nn.Module):
+    """1×1 reduce → 3×3 (carries the stride, ResNet v1.5) → 1×1 expand, plus a shortcut."""
+
+    expansion = 4
+
+    def __init__(self, in_channels: int, width: int, stride: int, norm: Callable[[int], nn.Module]) -> None:
+        super().__init__()
+        out_channels = width * self.expansion
+        self.conv1 = nn.Conv2d(in_channels, width, 1, bias=False)
+        self.bn1 = norm(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = norm(width)
+        self.conv3 = nn.Conv2d(width, out_channels, 1, bias=False)
+        self.bn3 = norm(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or in_channels != out_channels:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), norm(out_channels)
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class ResNet50(nn.Module):
+    """ResNet-50 without its classifier; ``forward`` returns the outputs of ``layer1``–``layer4``.
+
+    Args:
+        norm: ``"frozen_bn"`` (statistics and affine fixed) or ``"bn"`` (trainable BatchNorm2d).
+        trainable_layers: how many stages, counted from ``layer4`` back to the stem, are
+            trained (0–5, torchvision's convention; 3 trains layer2–layer4).
+        grad_checkpointing: recompute layer3 and layer4 in the backward pass instead of
+            storing their activations (less memory, about a third more backbone compute).
+
+    Shapes: images ``[N, 3, H, W]`` → C2 ``[N, 256, H/4, W/4]``, C3 ``[N, 512, H/8, W/8]``,
+    C4 ``[N, 1024, H/16, W/16]``, C5 ``[N, 2048, H/32, W/32]`` (sizes rounded up).
+    """
+
+    out_channels = (256, 512, 1024, 2048)
+
+    def __init__(self, norm: str = "frozen_bn", trainable_layers: int = 3, grad_checkpointing: bool = False) -> None:
+        super().__init__()
+        if norm not in NORM_LAYERS:
+            raise ValueError(f"norm={norm!r} is not supported: use one of {sorted(NORM_LAYERS)}")
+        if not 0 <= trainable_layers <= 5:
+            raise ValueError(f"trainable_layers={trainable_layers} must be between 0 and 5")
+        norm_layer = NORM_LAYERS[norm]
+        self.grad_checkpointing = grad_checkpointing
+        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = norm_layer(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        in_channels = 64
+        for index, (width, blocks, stride) in enumerate(((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)), 1):
+            layers = []
+            for block in range(blocks):
+                layers.append(Bottleneck(in_channels, width, stride if block == 0 else 1, norm_layer))
+                in_channels = width * Bottleneck.expansion
+            setattr(self, f"layer{index}", nn.Sequential(*layers))
+        self._init_weights()
+        self._freeze(trainable_layers)
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+    def _freeze(self, trainable_layers: int) -> None:
+        trainable = list(_STAGES_FROM_TOP[:trainable_layers])
+        if trainable_layers == 5:
+            trainable.append("bn1")
+        for name, parameter in self.named_parameters():
+            if not name.startswith(tuple(trainable)):
+                parameter.requires_grad_(False)
+
+    def forward(self, images: Tensor) -> list[Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
+        features = []
+        for name in ("layer1", "layer2", "layer3", "layer4"):
+            stage = getattr(self, name)
+            if self.grad_checkpointing and name in ("layer3", "layer4") and torch.is_grad_enabled():
+                x = checkpoint(stage, x, use_reentrant=False)
+            else:
+                x = stage(x)
+            features.append(x)
+        return features
+
+
+def load_backbone_weights(body: ResNet50, weights: str) -> None:
+    """Load ImageNet weights into ``body`` from a torchvision ``resnet50`` state-dict file.
+
+    ``weights`` is a file path, or the name of torchvision's ``ResNet50_Weights`` entry
+    (``"IMAGENET1K_V1"``, ``"IMAGENET1K_V2"``, ``"DEFAULT"``), which needs a download.
+    """
+    if os.path.isfile(os.path.expanduser(weights)):
+        state = torch.load(os.path.expanduser(weights), map_location="cpu", weights_only=True)
+    else:
+        state = _download_named_weights(weights)
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    if isinstance(body.bn1, FrozenBatchNorm2d):
+        state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    missing, unexpected = body.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"backbone_weights={weights} is not a torchvision resnet50 state dict "
+            f"(missing {len(missing)} keys, e.g. {missing[:2]}; unexpected {len(unexpected)}, e.g. {unexpected[:2]})"
+        )
+
+
+def _download_named_weights(name: str) -> dict[str, Tensor]:
+    from torchvision.models import ResNet50_Weights
+
+    if name not in ResNet50_Weights.__members__:
+        raise ValueError(
+            f"backbone_weights={name!r} is neither a file nor one of {sorted(ResNet50_Weights.__members__)}"
+        )
+    url = ResNet50_Weights[name].url
+    try:
+        return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False, weights_only=True)
+    except OSError as error:  # URLError, socket and DNS failures are all OSErrors
+        raise RuntimeError(
+            f"could not download backbone_weights={name} ({error.__class__.__name__}); fetch {url} on a "
+            "machine with internet and pass backbone_weights=/path/to/that/file.pth"
+        ) from None

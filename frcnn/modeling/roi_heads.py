@@ -1,0 +1,214 @@
+"""Box head: RoIAlign on the pyramid → two FC layers → class scores and per-class deltas.
+
+In training ``RoIHeads`` labels the proposals (plus the ground-truth boxes themselves),
+samples a fixed number per image and returns the classification and box losses; in
+evaluation it turns the predictions into at most ``detections_per_img`` boxes per image.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import roi_align
+
+from frcnn.modeling.matcher import Matcher, label_by_matching
+from frcnn.modeling.sampler import BalancedSampler
+from frcnn.modeling.structures import GroundTruth, Proposals
+from frcnn.ops import BoxCoder, batched_nms_per_image, box_area, clip_boxes, nonempty_boxes, pad_row
+
+__all__ = ["BoxPredictor", "Detections", "MultiScaleRoIAlign", "RoIHeads", "TwoMLPHead"]
+
+
+class Detections(NamedTuple):
+    """Final detections of a batch, best first, padded to D per image."""
+
+    boxes: Tensor  # [B, D, 4] xyxy
+    scores: Tensor  # [B, D]
+    labels: Tensor  # [B, D] int64 in 1..C-1
+    valid: Tensor  # [B, D] bool
+
+
+class MultiScaleRoIAlign(nn.Module):
+    """RoIAlign from the pyramid level that suits each box's size (FPN paper, eq. 1).
+
+    A box of side ``sqrt(area) = canonical_size`` reads level ``canonical_level``; each
+    halving or doubling moves one level down or up, clamped to the available levels.
+
+    Args:
+        strides: stride of each feature map given to ``forward`` (P2–P5: 4, 8, 16, 32).
+    """
+
+    def __init__(
+        self,
+        strides: Sequence[int] = (4, 8, 16, 32),
+        output_size: int = 7,
+        sampling_ratio: int = 2,
+        canonical_size: int = 224,
+        canonical_level: int = 4,
+    ) -> None:
+        super().__init__()
+        self.strides = tuple(strides)
+        self.output_size = output_size
+        self.sampling_ratio = sampling_ratio
+        self.canonical_size = canonical_size
+        self.canonical_level = canonical_level
+        self.min_level = round(math.log2(strides[0]))
+
+    def level_of(self, boxes: Tensor) -> Tensor:
+        """Index into the feature list for ``boxes [K, 4]`` → ``[K]`` int64."""
+        size = torch.sqrt(box_area(boxes))
+        level = torch.floor(self.canonical_level + torch.log2(size / self.canonical_size) + 1e-6)
+        level = level.clamp(min=self.min_level, max=self.min_level + len(self.strides) - 1)
+        return level.to(torch.int64) - self.min_level
+
+    def forward(self, features: Sequence[Tensor], rois: Tensor) -> Tensor:
+        """Pool ``rois [K, 5]`` (image index, x1, y1, x2, y2) → ``[K, channels, out, out]``."""
+        levels = self.level_of(rois[:, 1:])
+        num_channels = features[0].shape[1]
+        pooled = features[0].new_zeros((rois.shape[0], num_channels, self.output_size, self.output_size))
+        for level, (feature, stride) in enumerate(zip(features, self.strides)):
+            index = torch.nonzero(levels == level).squeeze(1)
+            pooled_level = roi_align(
+                feature, rois[index], self.output_size, 1.0 / stride, self.sampling_ratio, aligned=False
+            )
+            pooled.index_copy_(0, index, pooled_level.to(pooled.dtype))
+        return pooled
+
+
+class TwoMLPHead(nn.Module):
+    """Flatten pooled features and apply fc6 → ReLU → fc7 → ReLU: ``[K, C, h, w]`` → ``[K, dim]``."""
+
+    def __init__(self, in_features: int, representation_size: int = 1024) -> None:
+        super().__init__()
+        self.fc6 = nn.Linear(in_features, representation_size)
+        self.fc7 = nn.Linear(representation_size, representation_size)
+
+    def forward(self, pooled: Tensor) -> Tensor:
+        return F.relu(self.fc7(F.relu(self.fc6(pooled.flatten(1)))))
+
+
+class BoxPredictor(nn.Module):
+    """Class logits ``[K, C]`` and per-class box deltas ``[K, C*4]`` from ``[K, dim]``."""
+
+    def __init__(self, representation_size: int, num_classes: int) -> None:
+        super().__init__()
+        self.cls_score = nn.Linear(representation_size, num_classes)
+        self.bbox_pred = nn.Linear(representation_size, num_classes * 4)
+
+    def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        return self.cls_score(features), self.bbox_pred(features)
+
+
+class RoIHeads(nn.Module):
+    """Args:
+        pooler, box_head, box_predictor: the three layers of the head.
+        matcher: labels proposals (IoU 0.5 / 0.5, no low-quality matches).
+        sampler: proposals per image for the losses (512, a quarter positive).
+        box_coder: deltas ↔ boxes (weights 10, 10, 5, 5).
+        score_thresh, nms_thresh, detections_per_img: post-processing in evaluation.
+        min_size: detections narrower or lower than this (pixels) are dropped.
+    """
+
+    def __init__(
+        self,
+        pooler: MultiScaleRoIAlign,
+        box_head: TwoMLPHead,
+        box_predictor: BoxPredictor,
+        *,
+        matcher: Matcher,
+        sampler: BalancedSampler,
+        box_coder: BoxCoder,
+        score_thresh: float = 0.05,
+        nms_thresh: float = 0.5,
+        detections_per_img: int = 100,
+        min_size: float = 1e-2,
+    ) -> None:
+        super().__init__()
+        self.pooler = pooler
+        self.box_head = box_head
+        self.box_predictor = box_predictor
+        self.matcher = matcher
+        self.sampler = sampler
+        self.box_coder = box_coder
+        self.score_thresh = score_thresh
+        self.nms_thresh = nms_thresh
+        self.detections_per_img = detections_per_img
+        self.min_size = min_size
+
+    def forward(
+        self,
+        features: Sequence[Tensor],
+        proposals: Proposals,
+        image_sizes: Tensor,
+        gt: GroundTruth | None = None,
+    ) -> tuple[Detections | None, dict[str, Tensor]]:
+        """Losses when ``gt`` is given (training), otherwise detections.
+
+        Args:
+            features: P2–P5; proposals: ``[B, P, 4]``; image_sizes: ``[B, 2]`` (height, width).
+        """
+        if gt is not None:
+            return None, self.losses(features, proposals, gt)
+        class_logits, box_deltas = self.predict(features, proposals.boxes)
+        return self.postprocess(class_logits, box_deltas, proposals, image_sizes), {}
+
+    def predict(self, features: Sequence[Tensor], boxes: Tensor) -> tuple[Tensor, Tensor]:
+        """Class logits ``[B, R, C]`` and deltas ``[B, R, C*4]`` for ``boxes [B, R, 4]``."""
+        num_images, num_boxes = boxes.shape[:2]
+        image_index = torch.arange(num_images, device=boxes.device, dtype=boxes.dtype)
+        rois = torch.cat([image_index[:, None, None].expand(-1, num_boxes, 1), boxes], dim=2).flatten(0, 1)
+        class_logits, box_deltas = self.box_predictor(self.box_head(self.pooler(features, rois)))
+        return class_logits.unflatten(0, (num_images, num_boxes)), box_deltas.unflatten(0, (num_images, num_boxes))
+
+    def losses(self, features: Sequence[Tensor], proposals: Proposals, gt: GroundTruth) -> dict[str, Tensor]:
+        """Cross-entropy over sampled boxes and smooth-L1 (beta 1/9) on the positive ones,
+        both summed over the batch's samples and divided by their number."""
+        with torch.no_grad():
+            # The ground-truth boxes join the proposals, so every object has a perfect positive.
+            candidates = torch.cat([proposals.boxes, gt.boxes], dim=1)
+            labels, matched_boxes = label_by_matching(self.matcher, gt, candidates)
+            labels = labels.masked_fill(~torch.cat([proposals.valid, gt.valid], dim=1), -1)
+            sampled, valid = self.sampler(labels)  # [B, S]
+            rois = candidates.gather(1, sampled[..., None].expand(-1, -1, 4))
+            labels = labels.gather(1, sampled).clamp(min=0)
+            positive = valid & (labels > 0)
+            gt_deltas = self.box_coder.encode(matched_boxes.gather(1, sampled[..., None].expand(-1, -1, 4)), rois)
+            gt_deltas = torch.where(positive[..., None], gt_deltas, 0.0)  # background rows hold log(0)
+            num_sampled = valid.sum().clamp(min=1)
+
+        class_logits, box_deltas = self.predict(features, rois)
+        classification = F.cross_entropy(class_logits.flatten(0, 1), labels.flatten(), reduction="none")
+        pred_deltas = box_deltas.unflatten(-1, (-1, 4)).gather(2, labels[..., None, None].expand(-1, -1, 1, 4))
+        box_loss = F.smooth_l1_loss(pred_deltas.squeeze(2), gt_deltas.to(pred_deltas.dtype), beta=1 / 9, reduction="none")
+        return {
+            "roi_cls": torch.where(valid.flatten(), classification, 0.0).sum() / num_sampled,
+            "roi_box": torch.where(positive, box_loss.sum(-1), 0.0).sum() / num_sampled,
+        }
+
+    @torch.no_grad()
+    def postprocess(
+        self, class_logits: Tensor, box_deltas: Tensor, proposals: Proposals, image_sizes: Tensor
+    ) -> Detections:
+        """Softmax → per-class boxes → clip → score threshold → drop tiny → NMS per class → top D.
+
+        Args:
+            class_logits ``[B, P, C]``, box_deltas ``[B, P, C*4]``, image_sizes ``[B, 2]``.
+        """
+        num_images, _, num_classes = class_logits.shape
+        scores = F.softmax(class_logits.float(), dim=-1)[..., 1:]  # background column dropped
+        boxes = self.box_coder.decode(box_deltas.float(), proposals.boxes)[..., 1:, :]
+        boxes = clip_boxes(boxes, image_sizes)  # [B, P, C-1, 4]
+        labels = torch.arange(1, num_classes, device=scores.device).expand_as(scores)
+        image_index = torch.arange(num_images, device=scores.device)[:, None, None].expand_as(scores)
+        candidate = (scores > self.score_thresh) & proposals.valid[..., None] & nonempty_boxes(boxes, self.min_size)
+
+        boxes, scores, labels, image_index = boxes[candidate], scores[candidate], labels[candidate], image_index[candidate]
+        kept, valid = batched_nms_per_image(
+            boxes, scores, labels, image_index, self.nms_thresh, num_images, num_classes, self.detections_per_img
+        )
+        return Detections(pad_row(boxes)[kept], pad_row(scores)[kept], pad_row(labels)[kept], valid)

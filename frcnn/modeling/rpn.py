@@ -1,0 +1,169 @@
+"""Region Proposal Network: objectness and box deltas for every anchor → proposals.
+
+Stages, each batched over the images: ``RPNHead`` predicts per anchor;
+``RegionProposalNetwork.propose`` keeps the best anchors per level, decodes and filters
+them and runs one NMS for the whole batch; in training ``losses`` labels and samples
+anchors and returns the two RPN losses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from frcnn.modeling.anchors import AnchorGenerator
+from frcnn.modeling.matcher import Matcher, label_by_matching
+from frcnn.modeling.sampler import BalancedSampler
+from frcnn.modeling.structures import GroundTruth, ImageBatch, Proposals
+from frcnn.ops import BoxCoder, batched_nms_per_image, clip_boxes, nonempty_boxes, pad_row
+
+__all__ = ["RPNHead", "RegionProposalNetwork"]
+
+
+class RPNHead(nn.Module):
+    """A shared 3×3 conv + ReLU, then 1×1 convs for objectness and deltas, on every level.
+
+    Shapes: levels ``[B, channels, Hi, Wi]`` → objectness ``[B, A]``, deltas ``[B, A, 4]``,
+    with anchors ordered as ``AnchorGenerator`` orders them.
+    """
+
+    def __init__(self, channels: int, num_anchors_per_location: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.objectness_logits = nn.Conv2d(channels, num_anchors_per_location, 1)
+        self.anchor_deltas = nn.Conv2d(channels, num_anchors_per_location * 4, 1)
+        for conv in (self.conv, self.objectness_logits, self.anchor_deltas):
+            nn.init.normal_(conv.weight, std=0.01)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, features: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+        logits, deltas = [], []
+        for feature in features:
+            hidden = F.relu(self.conv(feature))
+            num_images, _, height, width = feature.shape
+            # [B, A*k, H, W] → [B, H, W, A, k]: location-major, anchor-minor, like the anchors.
+            logits.append(self.objectness_logits(hidden).permute(0, 2, 3, 1).reshape(num_images, -1))
+            delta = self.anchor_deltas(hidden).view(num_images, -1, 4, height, width)
+            deltas.append(delta.permute(0, 3, 4, 1, 2).reshape(num_images, -1, 4))
+        return torch.cat(logits, dim=1), torch.cat(deltas, dim=1)
+
+
+class RegionProposalNetwork(nn.Module):
+    """Args:
+        anchor_generator, head: the anchors and the per-anchor predictor.
+        matcher: labels anchors (torchvision: IoU 0.7 / 0.3, low-quality matches allowed).
+        sampler: anchors per image for the losses (256, half positive).
+        box_coder: deltas ↔ boxes (weights 1, 1, 1, 1).
+        pre_nms_top_n, post_nms_top_n: ``{"train": n, "test": n}``; pre-NMS counts are per
+            level, post-NMS counts per image.
+        nms_thresh: IoU above which a lower-scoring proposal of the same level is dropped.
+        score_thresh: minimum objectness probability.
+        min_size: proposals narrower or lower than this (pixels) are dropped.
+    """
+
+    def __init__(
+        self,
+        anchor_generator: AnchorGenerator,
+        head: RPNHead,
+        *,
+        matcher: Matcher,
+        sampler: BalancedSampler,
+        box_coder: BoxCoder,
+        pre_nms_top_n: dict[str, int],
+        post_nms_top_n: dict[str, int],
+        nms_thresh: float = 0.7,
+        score_thresh: float = 0.0,
+        min_size: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        self.anchor_generator = anchor_generator
+        self.head = head
+        self.matcher = matcher
+        self.sampler = sampler
+        self.box_coder = box_coder
+        self.pre_nms_top_n = pre_nms_top_n
+        self.post_nms_top_n = post_nms_top_n
+        self.nms_thresh = nms_thresh
+        self.score_thresh = score_thresh
+        self.min_size = min_size
+
+    def forward(
+        self, images: ImageBatch, features: Sequence[Tensor], gt: GroundTruth | None = None
+    ) -> tuple[Proposals, dict[str, Tensor]]:
+        """Proposals for ``images`` from pyramid ``features`` (P2–P6); losses when ``gt`` is given."""
+        logits, deltas = self.head(features)
+        anchors, anchors_per_level = self.anchor_generator(images.tensor.shape[-2:], features)
+        proposals = self.propose(logits.detach(), deltas.detach(), anchors, anchors_per_level, images.image_sizes)
+        losses = {} if gt is None else self.losses(logits, deltas, anchors, gt)
+        return proposals, losses
+
+    @torch.no_grad()
+    def propose(
+        self,
+        logits: Tensor,
+        deltas: Tensor,
+        anchors: Tensor,
+        anchors_per_level: list[int],
+        image_sizes: Tensor,
+    ) -> Proposals:
+        """Top anchors per level → decode → clip → filter → NMS per level → top P per image.
+
+        Args:
+            logits ``[B, A]``, deltas ``[B, A, 4]``, anchors ``[A, 4]``, image_sizes ``[B, 2]``.
+        """
+        mode = "train" if self.training else "test"
+        num_images = logits.shape[0]
+        top_indices, levels = [], []
+        offset = 0
+        for level, count in enumerate(anchors_per_level):
+            k = min(self.pre_nms_top_n[mode], count)
+            top_indices.append(logits[:, offset : offset + count].topk(k, dim=1).indices + offset)
+            levels.append(torch.full((k,), level, dtype=torch.int64, device=logits.device))
+            offset += count
+        top_indices = torch.cat(top_indices, dim=1)  # [B, K]
+        levels = torch.cat(levels).expand(num_images, -1)
+
+        scores = logits.gather(1, top_indices).sigmoid()
+        chosen_deltas = deltas.gather(1, top_indices[..., None].expand(-1, -1, 4))
+        boxes = self.box_coder.decode(chosen_deltas, anchors[top_indices]).squeeze(-2)
+        boxes = clip_boxes(boxes, image_sizes)
+        candidate = nonempty_boxes(boxes, self.min_size) & (scores >= self.score_thresh)
+
+        image_index = torch.arange(num_images, device=logits.device)[:, None].expand_as(levels)
+        boxes, scores, levels, image_index = boxes[candidate], scores[candidate], levels[candidate], image_index[candidate]
+        per_image = min(self.post_nms_top_n[mode], top_indices.shape[1])
+        kept, valid = batched_nms_per_image(
+            boxes, scores, levels, image_index, self.nms_thresh, num_images, len(anchors_per_level), per_image
+        )
+        return Proposals(boxes=pad_row(boxes)[kept], scores=pad_row(scores)[kept], valid=valid)
+
+    def losses(self, logits: Tensor, deltas: Tensor, anchors: Tensor, gt: GroundTruth) -> dict[str, Tensor]:
+        """Objectness (binary cross-entropy) and box (smooth-L1, beta 1/9) losses, both
+        summed over the sampled anchors of the batch and divided by their number.
+
+        Args:
+            logits ``[B, A]``, deltas ``[B, A, 4]``, anchors ``[A, 4]``.
+        """
+        with torch.no_grad():
+            labels, matched_boxes = label_by_matching(self.matcher, gt, anchors)
+            sampled, valid = self.sampler(labels)  # [B, S]
+            is_object = labels.gather(1, sampled) > 0
+            positive = valid & is_object
+            num_sampled = valid.sum().clamp(min=1)
+            sampled_anchors = anchors[sampled]
+            gt_deltas = self.box_coder.encode(
+                matched_boxes.gather(1, sampled[..., None].expand(-1, -1, 4)), sampled_anchors
+            )
+            gt_deltas = torch.where(positive[..., None], gt_deltas, 0.0)  # background rows hold log(0)
+        objectness = F.binary_cross_entropy_with_logits(
+            logits.gather(1, sampled), is_object.to(logits.dtype), reduction="none"
+        )
+        pred_deltas = deltas.gather(1, sampled[..., None].expand(-1, -1, 4))
+        box_loss = F.smooth_l1_loss(pred_deltas, gt_deltas.to(pred_deltas.dtype), beta=1 / 9, reduction="none")
+        return {
+            "rpn_cls": torch.where(valid, objectness, 0.0).sum() / num_sampled,
+            "rpn_box": torch.where(positive, box_loss.sum(-1), 0.0).sum() / num_sampled,
+        }

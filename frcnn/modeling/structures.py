@@ -1,0 +1,37 @@
+"""Padded batch containers passed between the stages.
+
+Shorthand used in shapes across ``frcnn.modeling``: B images per batch, G ground-truth
+boxes per image (padded to the batch maximum), A anchors, P proposals per image,
+C classes including background (label 0).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from torch import Tensor
+
+__all__ = ["GroundTruth", "ImageBatch", "Proposals"]
+
+
+class ImageBatch(NamedTuple):
+    """Normalised images padded to one size, and where each image lies in it."""
+
+    tensor: Tensor  # [B, 3, H, W] float, zero padding at the bottom and right
+    image_sizes: Tensor  # [B, 2] int64 (height, width) of each image inside ``tensor``
+
+
+class GroundTruth(NamedTuple):
+    """Ground truth of a batch in the coordinates of ``ImageBatch``, padded to G >= 1 per image."""
+
+    boxes: Tensor  # [B, G, 4] xyxy
+    labels: Tensor  # [B, G] int64 in 1..C-1 (0 on padding)
+    valid: Tensor  # [B, G] bool, False on padding
+
+
+class Proposals(NamedTuple):
+    """RPN output, best first, padded to P per image."""
+
+    boxes: Tensor  # [B, P, 4] xyxy
+    scores: Tensor  # [B, P] objectness probability
+    valid: Tensor  # [B, P] bool, False on padding
