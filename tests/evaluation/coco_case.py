@@ -1,0 +1,86 @@
+"""A hand-built COCO evaluation case and the pycocotools oracle, shared by the evaluation tests."""
+
+import contextlib
+import io
+
+import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+CLASS_NAMES = ["background", "circle", "square", "triangle"]
+LABEL_TO_CATEGORY_ID = [0, 1, 3, 7]  # non-contiguous ids, as COCO's
+
+
+def _jitter(gt_boxes: torch.Tensor, generator: torch.Generator, scale: float) -> torch.Tensor:
+    sizes = (gt_boxes[:, 2:] - gt_boxes[:, :2]).repeat(1, 2)
+    return gt_boxes + scale * sizes * torch.randn(gt_boxes.shape, generator=generator)
+
+
+def _random_boxes(num_boxes: int, height: int, width: int, side: tuple[float, float], generator) -> torch.Tensor:
+    sides = side[0] + (side[1] - side[0]) * torch.rand(num_boxes, 2, generator=generator)
+    corners = torch.rand(num_boxes, 2, generator=generator) * (torch.tensor([width, height]) - sides)
+    return torch.cat([corners, corners + sides], dim=1)
+
+
+def _image(image_id, height, width, gt_boxes, gt_labels, pred_boxes, pred_labels, generator, **extra):
+    target = {
+        "boxes": gt_boxes.float(),
+        "labels": torch.as_tensor(gt_labels, dtype=torch.int64),
+        "image_id": torch.tensor(image_id),
+        "orig_size": torch.tensor([height, width]),
+        **extra,
+    }
+    pred = {
+        "boxes": pred_boxes.float(),
+        "scores": torch.rand(len(pred_boxes), generator=generator),
+        "labels": torch.as_tensor(pred_labels, dtype=torch.int64),
+    }
+    return pred, target
+
+
+def hand_built_case() -> tuple[list[dict], list[dict]]:
+    """Eight images with the awkward cases named in the docstring of each block."""
+    generator = torch.Generator().manual_seed(0)
+    preds, targets = [], []
+
+    def add(pred_target):
+        preds.append(pred_target[0])
+        targets.append(pred_target[1])
+
+    # Ordinary images: small, medium and large boxes of all classes, jittered
+    # detections, a few wrong labels and a few false positives.
+    for image_id in (139, 285, 632):
+        gt_boxes = torch.cat(
+            [_random_boxes(3, 480, 640, side, generator) for side in ((8, 30), (35, 90), (100, 400))]
+        )
+        gt_labels = torch.randint(1, 4, (len(gt_boxes),), generator=generator)
+        pred_boxes = torch.cat([_jitter(gt_boxes, generator, 0.08), _random_boxes(4, 480, 640, (10, 200), generator)])
+        pred_labels = torch.cat([gt_labels, torch.randint(1, 4, (4,), generator=generator)])
+        pred_labels[0] = pred_labels[0] % 3 + 1
+        add(_image(image_id, 480, 640, gt_boxes, gt_labels, pred_boxes, pred_labels, generator))
+    # An empty image: no ground truth, no detections.
+    add(_image(724, 300, 400, torch.zeros(0, 4), [], torch.zeros(0, 4), [], generator))
+    # Only false positives.
+    add(_image(776, 300, 400, torch.zeros(0, 4), [], _random_boxes(5, 300, 400, (5, 150), generator), [1, 2, 3, 1, 2], generator))
+    # Ground truth nobody found.
+    add(_image(785, 512, 512, _random_boxes(2, 512, 512, (20, 200), generator), [2, 3], torch.zeros(0, 4), [], generator))
+    # 150 detections of one class over 10 boxes: maxDets=100 and AR1/AR10 cut them.
+    gt_boxes = _random_boxes(10, 600, 800, (10, 300), generator)
+    pred_boxes = torch.cat([_jitter(gt_boxes.repeat(10, 1), generator, 0.15), _random_boxes(50, 600, 800, (5, 300), generator)])
+    add(_image(802, 600, 800, gt_boxes, [1] * 10, pred_boxes, [1] * 150, generator))
+    # A crowd box (its matches are ignored) and source-given areas (COCO's mask areas).
+    gt_boxes = _random_boxes(3, 400, 400, (30, 200), generator)
+    extra = {"iscrowd": torch.tensor([0, 1, 0]), "area": (gt_boxes[:, 2:] - gt_boxes[:, :2]).prod(1) * 0.6}
+    pred_boxes = torch.cat([_jitter(gt_boxes, generator, 0.05), _random_boxes(2, 400, 400, (30, 200), generator)])
+    add(_image(872, 400, 400, gt_boxes, [3, 3, 2], pred_boxes, [3, 3, 2, 3, 1], generator, **extra))
+    return preds, targets
+
+
+def pycocotools_eval(ground_truth_file, detections_file) -> COCOeval:
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(str(ground_truth_file))
+        coco_eval = COCOeval(coco_gt, coco_gt.loadRes(str(detections_file)), iouType="bbox")
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+    return coco_eval
