@@ -1,0 +1,51 @@
+"""The row schema shared by every source: the Hub's `detection-datasets/coco` features.
+
+Each row: `image_id` int64, `image` (encoded bytes), `width`/`height` int64, and `objects`, a struct of lists with one entry per object:
+{`bbox_id` int64, `category` ClassLabel (0-based), `bbox` [x_min, y_min, x_max, y_max] absolute
+pixels, `area`}. There is no `iscrowd` field.
+"""
+
+from collections.abc import Sequence
+
+import datasets
+
+from frcnn.data.coco_classes import COCO_CLASSES
+
+REQUIRED_COLUMNS: tuple[str, ...] = ("image_id", "image", "width", "height", "objects")
+REQUIRED_OBJECT_FIELDS: tuple[str, ...] = ("category", "bbox")
+
+
+class SchemaError(ValueError):
+    """A data source whose columns do not follow the Hub schema."""
+
+
+def hub_features(class_names: Sequence[str] = COCO_CLASSES) -> datasets.Features:
+    """The Hub schema's `datasets.Features`, with `class_names` as the category `ClassLabel`."""
+    return datasets.Features(
+        {
+            "image_id": datasets.Value("int64"),
+            "image": datasets.Image(),
+            "width": datasets.Value("int64"),
+            "height": datasets.Value("int64"),
+            # A struct of lists, one entry per object (the Hub's `Sequence({...})`).
+            "objects": {
+                "bbox_id": datasets.List(datasets.Value("int64")),
+                "category": datasets.List(datasets.ClassLabel(names=list(class_names))),
+                "bbox": datasets.List(datasets.List(datasets.Value("float32"), length=4)),
+                "area": datasets.List(datasets.Value("int64")),
+            },
+        }
+    )
+
+
+def check_schema(features: datasets.Features | None, source: str) -> None:
+    """Raise `SchemaError` naming the first column of the Hub schema that `features` lacks."""
+    if features is None:
+        raise SchemaError(f"{source}: cannot read the column types; expected the Hub schema {REQUIRED_COLUMNS}")
+    for column in REQUIRED_COLUMNS:
+        if column not in features:
+            raise SchemaError(f"{source}: missing column {column!r}; expected the Hub schema {REQUIRED_COLUMNS}")
+    objects = features["objects"]
+    for field in REQUIRED_OBJECT_FIELDS:
+        if not isinstance(objects, dict) or field not in objects:
+            raise SchemaError(f"{source}: missing column 'objects.{field}'; expected the Hub schema")
