@@ -125,11 +125,13 @@ class DetectionStream(IterableDataset):
         """This reader's rows for `epoch`, and whether they are strided (one row in `num_readers`)."""
         strided = self.limit is not None or self.rows.num_shards < num_readers
         if strided:
-            rows = split_dataset_by_node(self.rows, rank=reader, world_size=num_readers)
+            rows = split_dataset_by_node(self.rows, rank=reader, world_size=num_readers, strategy="examples")
         else:
             rows = self.rows.shard(num_shards=num_readers, index=reader, contiguous=False)
         if self.shuffle:
-            rows = rows.shuffle(seed=self.seed, buffer_size=self.shuffle_buffer)
+            # One shard feeds the buffer at a time: interleaving shards uses threads that make
+            # `datasets` sleep 5 s at the end of every parquet iteration (apache/arrow#45214).
+            rows = rows.shuffle(seed=self.seed, buffer_size=self.shuffle_buffer, max_buffer_input_shards=1)
             rows.set_epoch(epoch)
         return rows, strided
 
