@@ -12,9 +12,6 @@ import datasets
 
 from frcnn.data.schema import hub_features
 
-_NUM_SHARDS = 8
-
-
 class CocoFolder:
     """The categories and annotations of one split of a COCO-format folder.
 
@@ -45,14 +42,13 @@ class CocoFolder:
                 self.annotations[annotation["image_id"]].append(annotation)
 
     def rows(self) -> datasets.IterableDataset:
-        """The split as an `IterableDataset` of Hub-schema rows in image-id order, in up to 8 shards."""
+        """The split as an `IterableDataset` of Hub-schema rows in image-id order, one shard per image."""
         index_of = {category_id: index for index, category_id in enumerate(self.category_ids)}
-        shards = [self.images[k::_NUM_SHARDS] for k in range(min(_NUM_SHARDS, len(self.images)))]
         return datasets.IterableDataset.from_generator(
             _generate_rows,
             features=hub_features(self.class_names),
             gen_kwargs={
-                "images": shards,
+                "images": self.images,  # a list: `datasets` makes each image a shard
                 "annotations": self.annotations,
                 "image_dir": str(self.image_dir),
                 "index_of": index_of,
