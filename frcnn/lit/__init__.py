@@ -1,0 +1,5 @@
+"""Lightning side of the app: the LightningModule, its schedules and callbacks."""
+
+from frcnn.lit.module import DetectionModule
+
+__all__ = ["DetectionModule"]

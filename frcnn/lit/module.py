@@ -1,0 +1,242 @@
+"""The LightningModule that trains and validates a :class:`frcnn.modeling.FasterRCNN`.
+
+Checkpoint contract (``evaluate.py`` reads it): ``checkpoint["hyper_parameters"]`` holds only
+plain containers, so ``torch.load(path, weights_only=True)`` works:
+
+- ``cfg`` (dict): the full resolved training config (``train.yaml`` composed, no ``hydra``
+  node); ``cfg["model"]`` is the ``FasterRCNN`` config with ``_target_`` and the true
+  ``num_classes``.
+- ``class_names`` (list[str] | None): index = label, ``class_names[0] == "background"``.
+- ``label_to_category_id`` (list[int] | dict[int, int] | None): label -> dataset category id.
+
+``DetectionModule(**checkpoint["hyper_parameters"])`` rebuilds the module;
+:meth:`DetectionModule.from_checkpoint` does that and loads the weights.
+
+Batches are ``(images, targets)``: images a list of uint8 ``(3, H, W)`` tensors already resized
+by the data module; targets dicts with ``boxes`` (Tensor[N, 4], xyxy pixels of the resized
+image), ``labels`` (Tensor[N], 1..C-1), ``image_id``, ``orig_size`` (H0, W0) and ``size`` (H, W).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+from frcnn.evaluation import COCOEvaluator
+from frcnn.evaluation.visualize import draw_detections
+
+LOSS_NAMES = ("rpn_cls", "rpn_box", "roi_cls", "roi_box")
+VAL_METRIC_NAMES = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large", "mar_100")
+
+
+class DetectionModule(pl.LightningModule):
+    """Wraps the detector: four losses in training, COCO mAP in validation.
+
+    Args:
+        cfg: the resolved training config as a plain dict (see the module docstring); this
+            module reads ``model``, ``optimizer``, ``scheduler`` and ``module``.
+        class_names: index = label, background first; names per-class AP and drawn boxes.
+        label_to_category_id: label -> dataset category id, for the COCO evaluation.
+    """
+
+    def __init__(
+        self,
+        cfg: Mapping[str, Any],
+        class_names: Sequence[str] | None = None,
+        label_to_category_id: Sequence[int] | Mapping[int, int] | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(cfg, DictConfig):
+            cfg = OmegaConf.to_container(cfg, resolve=True)
+        class_names = list(class_names) if class_names is not None else None
+        label_to_category_id = _plain_mapping(label_to_category_id)
+        self.save_hyperparameters(
+            {"cfg": cfg, "class_names": class_names, "label_to_category_id": label_to_category_id}
+        )
+        self.cfg = cfg
+        self.model = hydra.utils.instantiate(cfg["model"], _convert_="all")
+        options = cfg.get("module", {})
+        self.per_class_ap = bool(options.get("per_class_ap", False))
+        self.num_images_to_draw = int(options.get("num_images_to_draw", 0))
+        self.draw_score_thresh = float(options.get("draw_score_thresh", 0.3))
+        self.val_metric = COCOEvaluator(class_names, label_to_category_id, class_metrics=self.per_class_ap)
+        self._last_batch_end: float | None = None
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, map_location: Any = "cpu") -> DetectionModule:
+        """Rebuild the module from a checkpoint of this app and load its weights.
+
+        Loads with ``weights_only=True``. The backbone weights file named in the config is not
+        needed: the checkpoint's state dict replaces it.
+        """
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        hparams = dict(checkpoint["hyper_parameters"])
+        cfg = dict(hparams.pop("cfg"))
+        cfg["model"] = dict(cfg["model"], backbone_weights=None)
+        module = cls(cfg, **hparams)
+        module.load_state_dict(checkpoint["state_dict"])
+        return module
+
+    # ---------------------------------------------------------------- training
+
+    def training_step(self, batch: tuple[list[Tensor], list[dict[str, Tensor]]], batch_idx: int) -> Tensor | None:
+        images, targets = batch
+        losses = self.model(images, targets)
+        loss = sum(losses.values())
+        # One host sync per step to decide the skip, agreed across ranks so that DDP never
+        # waits for a backward that one rank dropped.
+        finite = self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True)
+        if not finite:
+            values = ", ".join(f"{name}={value.item():.4g}" for name, value in losses.items())
+            warnings.warn(
+                f"non-finite loss at step {self.global_step} ({values}): step skipped", RuntimeWarning, stacklevel=1
+            )
+            return None
+        batch_size = len(images)
+        self.log_dict(
+            {f"train/{name}": losses[name].detach() for name in LOSS_NAMES}, on_step=True, batch_size=batch_size
+        )
+        self.log("train/loss", loss.detach(), on_step=True, prog_bar=True, batch_size=batch_size)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, batch_size=batch_size)
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # images/s over the whole interval between two batch ends: data loading included.
+        now = time.perf_counter()
+        if self._last_batch_end is not None:
+            num_images = len(batch[0]) * self.trainer.world_size
+            self.log("train/images_per_sec", num_images / (now - self._last_batch_end), on_step=True, batch_size=1)
+        self._last_batch_end = now
+        if self.device.type == "cuda":
+            peak_gib = torch.cuda.max_memory_allocated(self.device) / 2**30
+            self.log("train/peak_mem_gib", peak_gib, on_step=True, batch_size=1)
+
+    def on_train_epoch_start(self) -> None:
+        self._last_batch_end = None
+
+    # -------------------------------------------------------------- validation
+
+    def validation_step(self, batch: tuple[list[Tensor], list[dict[str, Tensor]]], batch_idx: int) -> None:
+        images, targets = batch
+        preds = self.model(images)
+        self.val_metric.update(
+            [_to_original_pixels(pred, target) for pred, target in zip(preds, targets)],
+            [_to_original_pixels(target, target) for target in targets],
+        )
+        if batch_idx == 0 and self.num_images_to_draw > 0:
+            self._draw(images[: self.num_images_to_draw], preds, targets)
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = self.val_metric.compute()
+        self.val_metric.reset()
+        self.log_dict({f"val/{name}": metrics[name] for name in VAL_METRIC_NAMES}, sync_dist=True)
+        if self.per_class_ap and "map_per_class" in metrics:
+            names = self.hparams.class_names
+            per_class = {
+                f"val/ap/{names[label] if names else label}": ap
+                for label, ap in zip(metrics["classes"].tolist(), metrics["map_per_class"])
+            }
+            self.log_dict(per_class, sync_dist=True)
+
+    def _draw(self, images: list[Tensor], preds: list[dict[str, Tensor]], targets: list[dict[str, Tensor]]) -> None:
+        """Send images with ground truth (green) and predictions (red) to TensorBoard."""
+        if self.trainer.sanity_checking or not self.trainer.is_global_zero:
+            return
+        writers = [logger.experiment for logger in self.loggers if isinstance(logger, TensorBoardLogger)]
+        if not writers:
+            return
+        for index, (image, pred, target) in enumerate(zip(images, preds, targets)):
+            picture = draw_detections(
+                image,
+                pred["boxes"],
+                pred["scores"],
+                pred["labels"],
+                target["boxes"],
+                target["labels"],
+                class_names=self.hparams.class_names,
+                score_threshold=self.draw_score_thresh,
+            )
+            for writer in writers:
+                writer.add_image(f"val/images/{index}", picture, global_step=self.global_step)
+
+    # ------------------------------------------------------------ optimisation
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """Optimizer and per-step scheduler from the Hydra partials in ``cfg``."""
+        params = [param for param in self.model.parameters() if param.requires_grad]
+        optimizer = hydra.utils.instantiate(self.cfg["optimizer"], _convert_="all")(params)
+        total_steps = self.trainer.estimated_stepping_batches
+        total_steps = int(total_steps) if math.isfinite(total_steps) else None
+        steps_per_epoch = self.cfg["scheduler"].get("steps_per_epoch") or self._steps_per_epoch(total_steps)
+        scheduler = hydra.utils.instantiate(self.cfg["scheduler"], _convert_="all")(
+            optimizer, steps_per_epoch=steps_per_epoch, total_steps=total_steps
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _steps_per_epoch(self, total_steps: int | None) -> int | None:
+        """Optimizer steps in one pass over the training data.
+
+        From the loader's length, else the data module's ``num_train_images``; for a stream
+        with neither, a run bounded by ``max_steps`` is taken to span ``max_epochs``.
+        """
+        trainer = self.trainer
+        num_batches = trainer.num_training_batches
+        if not math.isfinite(num_batches):
+            num_images = getattr(trainer.datamodule, "num_train_images", None)
+            batch_size = getattr(trainer.datamodule, "batch_size", None)
+            if num_images and batch_size:
+                num_batches = math.ceil(num_images / (batch_size * trainer.world_size))
+            elif total_steps is not None and trainer.max_epochs and trainer.max_epochs > 0:
+                return max(math.ceil(total_steps / trainer.max_epochs), 1)
+            else:
+                return None
+        return max(math.ceil(num_batches / trainer.accumulate_grad_batches), 1)
+
+    # -------------------------------------------------------- checkpoint state
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Samplers in the RPN and RoI heads draw from torch's generators: a resumed run
+        # continues the same random sequence (this rank's; ranks > 0 re-seed).
+        checkpoint["rng_states"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get("rng_states")
+        if not states:
+            return
+        torch.set_rng_state(states["torch"])
+        if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _to_original_pixels(boxes_of: dict[str, Tensor], target: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Copy of ``boxes_of`` with ``boxes`` (Tensor[K, 4]) scaled from the resized image
+    (``target["size"]``) back to the original one (``target["orig_size"]``)."""
+    orig_h, orig_w = torch.as_tensor(target["orig_size"]).tolist()
+    height, width = torch.as_tensor(target["size"]).tolist()
+    boxes = boxes_of["boxes"]
+    scale = boxes.new_tensor([orig_w / width, orig_h / height, orig_w / width, orig_h / height])
+    return {**boxes_of, "boxes": boxes * scale}
+
+
+def _plain_mapping(mapping: Any) -> list[int] | dict[int, int] | None:
+    """``label_to_category_id`` as a list or dict of ints (safe under ``weights_only``)."""
+    if mapping is None:
+        return None
+    if isinstance(mapping, Tensor):
+        return [int(value) for value in mapping.tolist()]
+    if isinstance(mapping, Mapping):
+        return {int(label): int(category) for label, category in mapping.items()}
+    return [int(value) for value in mapping]

@@ -1,0 +1,117 @@
+"""Train Faster R-CNN R50-FPN: ``python train.py [group=option] [key=value] ...``.
+
+The config is ``conf/train.yaml`` composed by Hydra; each run writes its config, checkpoints
+and TensorBoard events to ``outputs/YYYY-MM-DD/HH-MM-SS`` (``-m`` sweeps: ``outputs/multirun/``).
+
+    python train.py data=shapes trainer.max_steps=5          # offline smoke run
+    python train.py ckpt_path=outputs/.../checkpoints/last.ckpt trainer.max_steps=10   # resume
+    python train.py resume=true hydra.run.dir=outputs/DATE/TIME                       # resume in place
+    python train.py -m optimizer.lr=0.01,0.02 data=shapes trainer.max_steps=5        # sweep
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import hydra
+import lightning.pytorch as pl
+import torch
+from hydra.errors import InstantiationException
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
+
+from frcnn.data.schema import SchemaError
+from frcnn.data.source import DataSourceError
+from frcnn.lit import DetectionModule
+
+log = logging.getLogger("train")
+
+# Mistakes in a command line or an environment: reported in one line, without a traceback.
+USER_ERRORS = (
+    InstantiationException,
+    OmegaConfBaseException,
+    MisconfigurationException,
+    FileNotFoundError,
+    DataSourceError,
+    SchemaError,
+    ConnectionError,
+)
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Fit one run described by ``cfg``; return the ``cfg.monitor`` metric (for sweepers)."""
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+    ckpt_path = resume_checkpoint(cfg)
+
+    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    with open_dict(cfg):
+        cfg.model.num_classes = datamodule.num_classes
+    module_cfg = OmegaConf.to_container(cfg, resolve=True)
+    module_cfg.pop("hydra", None)
+    module = DetectionModule(module_cfg, datamodule.class_names, datamodule.label_to_category_id)
+
+    callbacks = [hydra.utils.instantiate(callback) for callback in (cfg.get("callbacks") or {}).values()]
+    loggers = [hydra.utils.instantiate(logger) for logger in (cfg.get("logger") or {}).values()]
+    trainer: pl.Trainer = hydra.utils.instantiate(
+        cfg.trainer, precision=resolve_precision(cfg.trainer), callbacks=callbacks, logger=loggers or False
+    )
+    announce_run(cfg, trainer)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+
+    metric = trainer.callback_metrics.get(cfg.monitor)
+    return float(metric) if metric is not None else None
+
+
+def resume_checkpoint(cfg: DictConfig) -> str | None:
+    """The checkpoint to resume from: ``ckpt_path``, or ``<run dir>/checkpoints/last.ckpt``
+    with ``resume=true``; None for a fresh run."""
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path is None and cfg.get("resume"):
+        ckpt_path = str(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
+    if ckpt_path is None:
+        return None
+    ckpt_path = hydra.utils.to_absolute_path(str(ckpt_path))
+    if not Path(ckpt_path).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
+    return ckpt_path
+
+
+def resolve_precision(trainer_cfg: DictConfig) -> str:
+    """``auto``: 16-bit mixed precision when the run goes to CUDA, full precision otherwise."""
+    precision = str(trainer_cfg.get("precision", "auto"))
+    if precision != "auto":
+        return precision
+    on_cuda = torch.cuda.is_available() and trainer_cfg.get("accelerator") in ("auto", "gpu", "cuda")
+    return "16-mixed" if on_cuda else "32-true"
+
+
+@rank_zero_only
+def announce_run(cfg: DictConfig, trainer: pl.Trainer) -> None:
+    """Say where the run writes and how to watch it."""
+    log.info("run folder: %s", cfg.paths.output_dir)
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            log.info("TensorBoard: tensorboard --logdir %s", logger.log_dir)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        return train(cfg)
+    except USER_ERRORS as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        message = " ".join(str(error).split())
+        log.error("%s: %s (HYDRA_FULL_ERROR=1 for the traceback)", type(error).__name__, message)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
