@@ -144,7 +144,9 @@ class DetectionDataModule(L.LightningDataModule):
         """Batches `(images, targets)` of the shuffled training stream, resumed if a state was loaded."""
         if self.train_dataset is None:
             raise RuntimeError("call setup('fit') before train_dataloader()")
-        self._train_loader = StreamLoader(self.train_dataset, self.batch_size, **self.loader_kwargs)
+        # Lightning's training loop holds one batch prefetched beyond the one it trains on.
+        prefetch_lag = 1 if self.trainer is not None else 0
+        self._train_loader = StreamLoader(self.train_dataset, self.batch_size, prefetch_lag, **self.loader_kwargs)
         if self._train_state is not None:
             self.train_dataset.set_epoch(self._train_state["epoch"])
             self._train_loader.load_state_dict(self._train_state["loader"])
