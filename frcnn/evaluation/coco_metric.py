@@ -63,11 +63,12 @@ class COCOSummary:
         return dict(zip(COCO_STAT_NAMES, self.stats.tolist()))
 
 
-def evaluate_coco(ground_truth: dict[str, Any], results: list[dict[str, Any]]) -> COCOSummary:
+def evaluate_coco(ground_truth: dict[str, Any], results: list[dict[str, Any]], copy_inputs: bool = True) -> COCOSummary:
     """Run COCO box evaluation (faster-coco-eval) of ``results`` against ``ground_truth``.
 
-    Both are taken as built by :mod:`frcnn.evaluation.coco_format` and are not modified
-    (the backend annotates the dicts it indexes, so it gets copies).
+    Both are taken as built by :mod:`frcnn.evaluation.coco_format`. The backend annotates
+    the dicts it indexes (``ignore``, ``area``, ``segmentation``), so with ``copy_inputs``
+    it gets copies; pass False for dicts built for this call only.
     """
     categories = sorted(ground_truth["categories"], key=lambda category: category["id"])
     category_ids = np.array([category["id"] for category in categories], dtype=np.int64)
@@ -75,8 +76,11 @@ def evaluate_coco(ground_truth: dict[str, Any], results: list[dict[str, Any]]) -
     num_categories = len(categories)
     if not ground_truth["images"] or not categories:
         return COCOSummary(-np.ones(12), category_ids, category_names, -np.ones(num_categories))
-    coco_gt = COCO(copy.deepcopy(ground_truth))
-    coco_dt = coco_gt.loadRes([dict(result, bbox=list(result["bbox"])) for result in results])
+    if copy_inputs:
+        ground_truth = copy.deepcopy(ground_truth)
+        results = [dict(result, bbox=list(result["bbox"])) for result in results]
+    coco_gt = COCO(ground_truth)
+    coco_dt = coco_gt.loadRes(results)
     coco_eval = COCOeval_faster(coco_gt, coco_dt, iouType="bbox", print_function=lambda *_: None)
     coco_eval.evaluate()
     coco_eval.accumulate()
@@ -237,7 +241,7 @@ class COCOEvaluator(Metric):
 
     def summary(self) -> COCOSummary:
         """Evaluate what was accumulated; per-class AP included."""
-        return evaluate_coco(self.coco_ground_truth(), self.coco_results())
+        return evaluate_coco(self.coco_ground_truth(), self.coco_results(), copy_inputs=False)
 
     def compute(self) -> dict[str, Tensor]:
         """The 12 COCO numbers under ``METRIC_KEYS`` (float32 scalars, -1 where undefined);

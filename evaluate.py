@@ -1,0 +1,191 @@
+"""Evaluate a checkpoint with COCO mAP: `python evaluate.py ckpt=PATH [data=...] [data.path=...] [limit=N]`.
+
+Runs the model over the val split (every image, empty ones too; `limit=N`: the first N), maps
+the boxes to original pixels, prints the 12-number COCO table and per-class AP, and writes to
+the run folder (outputs/eval/DATE/TIME):
+
+    metrics.json       the 12 numbers (AP, AP50, ..., ARl), per-class AP, counts, timings
+    detections.json    COCO results: image_id, category_id, bbox [x, y, w, h], score
+    ground_truth.json  the evaluated images and their boxes as a COCO instances file
+    pictures/*.png     `visualize=N` images with detections (or `proposals=true`: RPN proposals)
+    tensorboard/       the same pictures and numbers
+
+pycocotools over the two json files reproduces metrics.json. See conf/evaluate.yaml for how the
+checkpoint's config and the command line combine.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+from frcnn.evaluation import COCOEvaluator, evaluate_coco, write_json
+from frcnn.evaluation.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint
+from frcnn.evaluation.inference import original_pixels, predict
+from frcnn.evaluation.report import format_coco_table, format_per_class_table, write_metrics
+from frcnn.evaluation.visualize import draw_detections, draw_proposals, save_picture
+
+# Groups of the training config that a command-line choice replaces wholesale.
+TRAINING_GROUPS = ("data", "model")
+
+
+def merged_config(cfg: DictConfig, stored: dict[str, Any], overrides: list[str]) -> DictConfig:
+    """The checkpoint's training config with the command line's training groups and keys on top.
+
+    Args:
+        cfg: this run's composed config (evaluate.yaml + command line).
+        stored: the checkpoint's resolved training config ({} for a bare state dict: then
+            the composed ``model`` and ``data`` are used as they are).
+        overrides: the command line (``HydraConfig.get().overrides.task``).
+    """
+    if not stored:
+        return OmegaConf.create({group: OmegaConf.to_container(cfg[group], resolve=True) for group in TRAINING_GROUPS})
+    merged = OmegaConf.create(stored)
+    evaluate_keys = set(cfg) - set(TRAINING_GROUPS) - {"paths"}
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group
+        top = key.split(".")[0]
+        if top in evaluate_keys or top == "hydra" or override.package is not None:
+            continue
+        if key in TRAINING_GROUPS:
+            merged[key] = OmegaConf.to_container(cfg[key], resolve=True)
+        elif override.is_delete():
+            parent, _, leaf = key.rpartition(".")
+            node = OmegaConf.select(merged, parent) if parent else merged
+            if node is not None and leaf in node:
+                node.pop(leaf)
+        else:
+            OmegaConf.update(merged, key, OmegaConf.select(cfg, key, throw_on_missing=True), force_add=True)
+    return merged
+
+
+def build_model(config: DictConfig, checkpoint: LoadedCheckpoint, num_classes: int) -> torch.nn.Module:
+    """``FasterRCNN`` from ``config.model`` with the checkpoint's weights (no backbone file needed)."""
+    model_cfg = OmegaConf.to_container(config.model, resolve=True)
+    model_cfg["backbone_weights"] = None
+    if checkpoint.is_bare:
+        model_cfg["num_classes"] = num_classes
+    model = hydra.utils.instantiate(model_cfg, _convert_="all")
+    missing, unexpected = model.load_state_dict(checkpoint.model_state_dict, strict=False)
+    if missing or unexpected:
+        example = (missing or unexpected)[0]
+        raise CheckpointError(
+            f"the checkpoint's weights do not fit the model config: {len(missing)} missing and "
+            f"{len(unexpected)} unexpected parameters (e.g. {example!r})"
+        )
+    return model
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Run the whole evaluation; returns what metrics.json holds."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    checkpoint = load_checkpoint(cfg.ckpt)
+    config = merged_config(cfg, checkpoint.cfg, list(HydraConfig.get().overrides.task))
+    config.data.val_limit = cfg.limit
+    if cfg.batch_size is not None:
+        config.data.batch_size = cfg.batch_size
+
+    datamodule = hydra.utils.instantiate(config.data, _convert_="all")
+    datamodule.setup("validate")
+    class_names = list(datamodule.class_names)
+    model_classes = len(checkpoint.class_names) if checkpoint.class_names else config.model.get("num_classes")
+    if not checkpoint.is_bare and model_classes != datamodule.num_classes:
+        raise CheckpointError(
+            f"the checkpoint's model has {model_classes} classes, the data {datamodule.num_classes}: "
+            f"evaluate it on data with the same classes"
+        )
+    device = _device(cfg.device)
+    model = build_model(config, checkpoint, datamodule.num_classes).to(device)
+    amp_dtype = getattr(torch, cfg.amp_dtype) if cfg.amp_dtype else None
+
+    evaluator = COCOEvaluator(class_names=class_names, label_to_category_id=datamodule.label_to_category_id)
+    to_draw: list[tuple] = []
+    tic = time.perf_counter()
+    num_images = 0
+    for images, targets, detections in predict(model, datamodule.val_dataloader(), device, amp_dtype):
+        evaluator.update(*original_pixels(targets, detections))
+        num_images += len(images)
+        for drawn in zip(images, targets, detections):
+            if len(to_draw) < cfg.visualize:
+                to_draw.append(drawn)
+    inference_s = time.perf_counter() - tic
+
+    tic = time.perf_counter()
+    ground_truth, results = evaluator.coco_ground_truth(), evaluator.coco_results()
+    write_json(ground_truth, run_dir / "ground_truth.json")
+    write_json(results, run_dir / "detections.json")
+    summary = evaluate_coco(ground_truth, results, copy_inputs=False)
+    scoring_s = time.perf_counter() - tic
+
+    metrics = write_metrics(
+        summary,
+        run_dir / "metrics.json",
+        num_images=len(ground_truth["images"]),
+        num_detections=len(results),
+        ckpt=str(Path(cfg.ckpt).expanduser().resolve()),
+        seconds={"inference": round(inference_s, 3), "scoring": round(scoring_s, 3)},
+    )
+    print(format_coco_table(summary.stats))
+    print(format_per_class_table(summary))
+    print(
+        f"{num_images} images, {len(results)} detections: inference {inference_s:.1f} s, "
+        f"scoring {scoring_s:.1f} s. Results in {run_dir}"
+    )
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(log_dir=str(run_dir / "tensorboard")) as writer:
+        for name, value in summary.as_dict().items():
+            writer.add_scalar(f"eval/{name}", value)
+        for image, target, detection in to_draw:
+            picture = _picture(cfg, model, device, amp_dtype, image, target, detection, class_names)
+            image_id = int(target["image_id"])
+            save_picture(picture, run_dir / "pictures" / f"{image_id}.png")
+            writer.add_image(f"eval/{'proposals' if cfg.proposals else 'detections'}/{image_id}", picture)
+    return json.loads(metrics.read_text())
+
+
+def _picture(cfg, model, device, amp_dtype, image, target, detection, class_names) -> torch.Tensor:
+    """One picture in the input image's pixels: detections, or the top RPN proposals."""
+    if cfg.proposals:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype, enabled=device.type == "cuda" and amp_dtype is not None):
+            proposals = model.proposals([image.to(device)])[0].float().cpu()
+        return draw_proposals(image, proposals, cfg.num_proposals, gt_boxes=target["boxes"])
+    return draw_detections(
+        image,
+        detection["boxes"],
+        detection["scores"],
+        detection["labels"],
+        target["boxes"],
+        target["labels"],
+        class_names=class_names,
+        score_threshold=cfg.draw_score_thresh,
+    )
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    try:
+        evaluate(cfg)
+    except CheckpointError as error:
+        print(f"evaluate.py: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

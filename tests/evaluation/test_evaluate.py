@@ -1,0 +1,183 @@
+"""evaluate.py end to end on shapes, and its one-line errors for checkpoints that are not ours."""
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from frcnn.evaluation.checkpoint import CheckpointError, load_checkpoint
+
+REPO = Path(__file__).resolve().parents[2]
+SHAPES = {"num_train": 8, "num_val": 6, "seed": 0, "train_shards": 1, "val_shards": 1}
+
+
+def run_evaluate(*overrides: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "evaluate.py"), *overrides],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def shapes_checkpoint(tmp_path_factory) -> Path:
+    """A checkpoint of the training app after two CPU steps on a tiny shapes set."""
+    import lightning.pytorch as pl
+
+    from frcnn.lit import DetectionModule
+
+    folder = tmp_path_factory.mktemp("train")
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["trainer=cpu", "scheduler=cosine"])
+    cfg = OmegaConf.to_container(cfg, resolve=False)
+    cfg["data"] = {
+        "_target_": "frcnn.data.datamodule.DetectionDataModule",
+        "source": "shapes",
+        "path": str(folder / "shapes"),
+        "batch_size": 2,
+        "num_workers": 0,
+        "resize": "keep_ratio",
+        "min_size": 128,
+        "max_size": 192,
+        "val_limit": 4,
+        "shapes": SHAPES,
+    }
+    cfg["paths"] = {"output_dir": str(folder)}
+    cfg["model"].update(backbone_weights=None, num_classes=81, rpn_post_nms_top_n_train=200, box_batch_size_per_image=64)
+    cfg["scheduler"]["warmup_steps"] = 1
+    cfg["optimizer"]["lr"] = 1e-4  # two steps that keep the initial, box-producing heads sane
+    cfg = OmegaConf.to_container(OmegaConf.create({k: cfg[k] for k in ("model", "data", "optimizer", "scheduler", "module", "paths")}), resolve=True)
+
+    import hydra
+
+    torch.manual_seed(0)
+    datamodule = hydra.utils.instantiate(cfg["data"], _convert_="all")
+    module = DetectionModule(cfg, datamodule.class_names, datamodule.label_to_category_id)
+    trainer = pl.Trainer(
+        accelerator="cpu", max_steps=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(folder),
+    )  # fmt: skip
+    trainer.fit(module, datamodule=datamodule)
+    path = folder / "last.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+def _pycocotools_stats(run_dir: Path) -> np.ndarray:
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(str(run_dir / "ground_truth.json"))
+        coco_eval = COCOeval(coco_gt, coco_gt.loadRes(str(run_dir / "detections.json")), "bbox")
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+    return coco_eval.stats
+
+
+@pytest.mark.slow
+def test_evaluate_end_to_end(shapes_checkpoint, tmp_path):
+    run_dir = tmp_path / "eval"
+    # Low score threshold: a 2-step model's scores are low, and the files should hold detections.
+    result = run_evaluate(
+        f"ckpt={shapes_checkpoint}", "limit=5", "visualize=2", "batch_size=2", "model.box_score_thresh=0.0",
+        f"hydra.run.dir={run_dir}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] =" in result.stdout
+    assert " class " in result.stdout
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    ground_truth = json.loads((run_dir / "ground_truth.json").read_text())
+    detections = json.loads((run_dir / "detections.json").read_text())
+    assert metrics["num_images"] == len(ground_truth["images"]) == 5  # limit wins over the stored val_limit=4
+    assert metrics["num_detections"] == len(detections) > 0
+    assert {d["image_id"] for d in detections} <= {image["id"] for image in ground_truth["images"]}
+    assert len(ground_truth["categories"]) == 80 and len(metrics["per_class"]) == 80
+    names = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
+    np.testing.assert_allclose([metrics[name] for name in names], _pycocotools_stats(run_dir), atol=1e-6, rtol=0)
+    assert len(list((run_dir / "pictures").glob("*.png"))) == 2
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.slow
+def test_evaluate_proposals_and_a_model_that_predicts_nothing(shapes_checkpoint, tmp_path):
+    run_dir = tmp_path / "eval"
+    result = run_evaluate(
+        f"ckpt={shapes_checkpoint}", "limit=2", "visualize=1", "proposals=true", "model.box_score_thresh=1.01",
+        f"hydra.run.dir={run_dir}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["num_detections"] == 0
+    assert json.loads((run_dir / "detections.json").read_text()) == []
+    assert all(metrics[name] in (0.0, -1.0) for name in ("AP", "AP50", "AR100")) and metrics["AR100"] == 0.0
+    assert len(list((run_dir / "pictures").glob("*.png"))) == 1
+
+
+# ------------------------------------------------------------------ errors
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "nope.ckpt")
+    with pytest.raises(CheckpointError, match="ckpt=PATH"):
+        load_checkpoint(None)
+
+
+def test_truncated_checkpoint(tmp_path):
+    path = tmp_path / "model.ckpt"
+    torch.save({"state_dict": {"model.w": torch.zeros(1000)}, "hyper_parameters": {"cfg": {"model": {}}}}, path)
+    path.write_bytes(path.read_bytes()[:1500])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(path)
+    (tmp_path / "text.ckpt").write_text("hello")
+    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
+        load_checkpoint(tmp_path / "text.ckpt")
+
+
+def test_foreign_checkpoints(tmp_path):
+    torch.save({"state_dict": {"model.w": torch.zeros(1)}, "hyper_parameters": {"lr": 0.1}}, tmp_path / "lightning.ckpt")
+    with pytest.raises(CheckpointError, match="not of this app"):
+        load_checkpoint(tmp_path / "lightning.ckpt")
+    torch.save({"fc.weight": torch.zeros(1)}, tmp_path / "resnet.pth")
+    with pytest.raises(CheckpointError, match="not of frcnn"):
+        load_checkpoint(tmp_path / "resnet.pth")
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(CheckpointError, match="holds a list"):
+        load_checkpoint(tmp_path / "list.pt")
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    torch.save({"state_dict": {}, "hyper_parameters": {"cfg": Path("x")}}, tmp_path / "pickled.ckpt")
+    with pytest.raises(CheckpointError, match="weights_only"):
+        load_checkpoint(tmp_path / "pickled.ckpt")
+
+
+def test_torchvision_state_dict_points_at_convert(tmp_path):
+    state = {
+        "backbone.body.conv1.weight": torch.zeros(1),
+        "backbone.fpn.inner_blocks.0.0.weight": torch.zeros(1),
+        "rpn.head.cls_logits.weight": torch.zeros(1),
+        "roi_heads.box_predictor.cls_score.weight": torch.zeros(1),
+    }
+    torch.save(state, tmp_path / "fasterrcnn_resnet50_fpn.pth")
+    with pytest.raises(CheckpointError, match="python -m frcnn.convert"):
+        load_checkpoint(tmp_path / "fasterrcnn_resnet50_fpn.pth")
+
+
+def test_command_line_error_is_one_line(tmp_path):
+    result = run_evaluate(f"ckpt={tmp_path / 'missing.ckpt'}", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"evaluate.py: checkpoint not found: {tmp_path / 'missing.ckpt'}"]
