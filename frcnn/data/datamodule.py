@@ -12,6 +12,9 @@ Resume: `dm.state_dict()` returns the training loader's position (the batches it
 and Lightning saves it in checkpoints; `dm.load_state_dict(state)` before `train_dataloader()`
 (Lightning restores the datamodule before it builds the loaders) makes the next training loader
 continue with the very next batch: same images, same order, same flips, for any `num_workers`.
+Under a Trainer the saved position excludes the one batch Lightning's loop has prefetched but not
+trained on; Lightning's own loop state for the (stateful) loader is saved and restored the same way.
+Needs `torchdata` (>= 0.10) for `StatefulDataLoader`.
 """
 
 from pathlib import Path
