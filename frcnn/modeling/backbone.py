@@ -131,12 +131,15 @@ def load_backbone_weights(body: ResNet50, weights: str) -> None:
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     if isinstance(body.bn1, FrozenBatchNorm2d):
         state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    missing, unexpected = body.load_state_dict(state, strict=False)
-    if missing or unexpected:
+    expected = body.state_dict()
+    mismatched = sorted(k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape)
+    missing, unexpected = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
+    if missing or unexpected or mismatched:
         raise ValueError(
-            f"backbone_weights={weights} is not a torchvision resnet50 state dict "
-            f"(missing {len(missing)} keys, e.g. {missing[:2]}; unexpected {len(unexpected)}, e.g. {unexpected[:2]})"
+            f"backbone_weights={weights} is not a torchvision resnet50 state dict (missing {len(missing)} keys, "
+            f"unexpected {len(unexpected)}, wrong shape {len(mismatched)}, e.g. {(missing + unexpected + mismatched)[:2]})"
         )
+    body.load_state_dict(state)
 
 
 def _download_named_weights(name: str) -> dict[str, Tensor]:
