@@ -47,13 +47,15 @@ def per_class_rows(summary: COCOSummary) -> list[dict[str, Any]]:
 
 
 def format_per_class_table(summary: COCOSummary) -> str:
-    """Per-class AP@[.5:.95] as an aligned two-column table, best first."""
+    """Per-class AP@[.5:.95] as an aligned two-column table, best first; the classes without
+    ground truth in the evaluated images are counted in a last line, not listed."""
     rows = per_class_rows(summary)
-    width = max([len("class")] + [len(row["name"]) for row in rows])
+    scored = [row for row in rows if row["AP"] >= 0]
+    width = max([len("class")] + [len(row["name"]) for row in scored])
     lines = [f" {'class':<{width}}     AP"]
-    for row in rows:
-        value = f"{row['AP']:0.3f}" if row["AP"] >= 0 else "    -"
-        lines.append(f" {row['name']:<{width}}  {value}")
+    lines += [f" {row['name']:<{width}}  {row['AP']:0.3f}" for row in scored]
+    if len(scored) < len(rows):
+        lines.append(f" ({len(rows) - len(scored)} of {len(rows)} classes have no ground truth here)")
     return "\n".join(lines)
 
 
