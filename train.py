@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -31,6 +32,8 @@ from frcnn.data.source import DataSourceError
 from frcnn.lit import DetectionModule
 
 log = logging.getLogger("train")
+# DetectionModule.training_step takes the loader's iterator on purpose (exact resume).
+warnings.filterwarnings("ignore", message=".*`dataloader_iter`.*")
 
 # Mistakes in a command line or an environment: reported in one line, without a traceback.
 USER_ERRORS = (
@@ -53,12 +56,12 @@ def train(cfg: DictConfig) -> float | None:
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     with open_dict(cfg):
         cfg.model.num_classes = datamodule.num_classes
-    module_cfg = OmegaConf.to_container(cfg, resolve=True)
-    module_cfg.pop("hydra", None)
+    # The run's config without Hydra's own node (present when composed by tests), resolved.
+    module_cfg = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]), resolve=True)
     module = DetectionModule(module_cfg, datamodule.class_names, datamodule.label_to_category_id)
 
-    callbacks = [hydra.utils.instantiate(callback) for callback in (cfg.get("callbacks") or {}).values()]
-    loggers = [hydra.utils.instantiate(logger) for logger in (cfg.get("logger") or {}).values()]
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    loggers = instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, precision=resolve_precision(cfg.trainer), callbacks=callbacks, logger=loggers or False
     )
@@ -67,6 +70,11 @@ def train(cfg: DictConfig) -> float | None:
 
     metric = trainer.callback_metrics.get(cfg.monitor)
     return float(metric) if metric is not None else None
+
+
+def instantiate_group(group: DictConfig | None) -> list:
+    """The objects of a ``callbacks``/``logger`` group; an entry set to null is left out."""
+    return [hydra.utils.instantiate(entry) for entry in (group or {}).values() if entry is not None]
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:

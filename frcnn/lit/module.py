@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from frcnn.evaluation import COCOEvaluator
 from frcnn.evaluation.visualize import draw_detections
 
 LOSS_NAMES = ("rpn_cls", "rpn_box", "roi_cls", "roi_box")
+Batch = tuple[list[Tensor], list[dict[str, Tensor]]]
 VAL_METRIC_NAMES = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large", "mar_100")
 
 
@@ -72,6 +73,7 @@ class DetectionModule(pl.LightningModule):
         self.draw_score_thresh = float(options.get("draw_score_thresh", 0.3))
         self.val_metric = COCOEvaluator(class_names, label_to_category_id, class_metrics=self.per_class_ap)
         self._last_batch_end: float | None = None
+        self._num_step_images = 0
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: Any = "cpu") -> DetectionModule:
@@ -90,8 +92,13 @@ class DetectionModule(pl.LightningModule):
 
     # ---------------------------------------------------------------- training
 
-    def training_step(self, batch: tuple[list[Tensor], list[dict[str, Tensor]]], batch_idx: int) -> Tensor | None:
-        images, targets = batch
+    def training_step(self, dataloader_iter: Iterator[tuple[Batch, int, int]]) -> Tensor | None:
+        # The step takes the iterator, not a batch, so that Lightning does not prefetch the next
+        # batch: the data stream's position in a checkpoint is then exactly the batches trained
+        # on, and a resumed run sees the same next batch as an uninterrupted one.
+        batch, _, _ = next(dataloader_iter)
+        images, targets = self.trainer.strategy.batch_to_device(batch)
+        self._num_step_images = len(images)
         losses = self.model(images, targets)
         loss = sum(losses.values())
         # One host sync per step to decide the skip, agreed across ranks so that DDP never
@@ -115,7 +122,7 @@ class DetectionModule(pl.LightningModule):
         # images/s over the whole interval between two batch ends: data loading included.
         now = time.perf_counter()
         if self._last_batch_end is not None:
-            num_images = len(batch[0]) * self.trainer.world_size
+            num_images = self._num_step_images * self.trainer.world_size
             self.log("train/images_per_sec", num_images / (now - self._last_batch_end), on_step=True, batch_size=1)
         self._last_batch_end = now
         if self.device.type == "cuda":
@@ -127,7 +134,7 @@ class DetectionModule(pl.LightningModule):
 
     # -------------------------------------------------------------- validation
 
-    def validation_step(self, batch: tuple[list[Tensor], list[dict[str, Tensor]]], batch_idx: int) -> None:
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
         images, targets = batch
         preds = self.model(images)
         self.val_metric.update(

@@ -1,0 +1,67 @@
+"""Shared fixtures: the training config composed by Hydra, as lightning-hydra-template does."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = ROOT / "conf"
+
+
+@pytest.fixture(scope="session")
+def shapes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the tests' small shapes set is generated (once per session)."""
+    return tmp_path_factory.mktemp("shapes")
+
+
+@pytest.fixture(scope="session")
+def tiny_overrides(shapes_dir: Path) -> list[str]:
+    """A shapes run small enough for a 2-core CPU: 128 px images, fewer proposals, 2 steps,
+    validation on 2 images."""
+    return [
+        "data=shapes",
+        f"data.path={shapes_dir}",
+        "data.shapes.num_train=32",
+        "data.shapes.num_val=4",
+        "data.min_size=128",
+        "data.max_size=160",
+        "data.val_limit=2",
+        "data.num_workers=0",
+        "trainer=cpu",
+        "trainer.max_steps=2",
+        "trainer.log_every_n_steps=1",
+        "model.rpn_pre_nms_top_n_train=300",
+        "model.rpn_post_nms_top_n_train=150",
+        "model.rpn_pre_nms_top_n_test=150",
+        "model.rpn_post_nms_top_n_test=50",
+        "model.box_batch_size_per_image=64",
+        "callbacks.model_summary=null",
+    ]
+
+
+def compose_config(overrides: list[str], output_dir: Path) -> DictConfig:
+    """``conf/train.yaml`` with ``overrides``, writing under ``output_dir``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(ROOT)
+        cfg.paths.log_dir = str(output_dir)
+        cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
+@pytest.fixture
+def compose_train(tmp_path: Path) -> Callable[..., DictConfig]:
+    """``compose_train(overrides, name="run")``: a config writing to ``tmp_path / name``."""
+
+    def _compose(overrides: list[str], name: str = "run") -> DictConfig:
+        return compose_config(overrides, tmp_path / name)
+
+    return _compose

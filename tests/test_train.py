@@ -1,0 +1,90 @@
+"""The training app end to end on the shapes set: run, checkpoint, resume, sweep, DDP, errors."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from frcnn.lit import DetectionModule
+from train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+LOSSES = ["train/rpn_cls", "train/rpn_box", "train/roi_cls", "train/roi_box", "train/loss"]
+
+
+def _run_cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HYDRA_FULL_ERROR="0")
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def _csv_losses(run_dir: Path) -> dict[int, dict[str, float]]:
+    """step -> the four losses and their sum, from the CSV logger's metrics.csv."""
+    rows = {}
+    with open(run_dir / "csv" / "metrics.csv") as file:
+        for row in csv.DictReader(file):
+            if row.get("train/loss"):
+                rows[int(row["step"])] = {name: float(row[name]) for name in LOSSES}
+    return rows
+
+
+def test_fast_dev_run(compose_train, tiny_overrides):
+    cfg = compose_train([*tiny_overrides, "debug=fast"])
+    train(cfg)
+
+
+def test_five_step_run_writes_checkpoint_and_events(compose_train, tiny_overrides, tmp_path):
+    cfg = compose_train([*tiny_overrides, "trainer.max_steps=3"])
+    metric = train(cfg)
+    assert isinstance(metric, float)
+
+    checkpoint_path = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    assert checkpoint["global_step"] == 3
+    hparams = checkpoint["hyper_parameters"]
+    assert type(hparams["cfg"]) is dict and hparams["cfg"]["model"]["num_classes"] == 81
+    assert hparams["class_names"][0] == "background"
+    assert checkpoint["DetectionDataModule"], "the data stream's position is saved"
+
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {*LOSSES, "train/lr", "val/map", "val/map_50", "val/mar_100"} <= scalars
+    assert [event.step for event in events.Scalars("train/loss")] == [0, 1, 2]
+    assert events.Tags()["images"], "validation images with boxes"
+
+    module = DetectionModule.from_checkpoint(checkpoint_path)
+    for name, value in module.state_dict().items():
+        assert torch.equal(value, checkpoint["state_dict"][name]), name
+
+
+@pytest.mark.slow
+def test_resume_continues_the_same_run(compose_train, tiny_overrides, tmp_path):
+    """3 steps, resume, 3 more steps == 6 steps straight: model, optimizer, scheduler, data
+    position and random state all come back."""
+    overrides = [
+        *tiny_overrides,
+        "logger=csv",
+        "trainer.val_check_interval=3",
+        "scheduler.warmup_steps=2",
+        "optimizer.lr=0.01",
+    ]
+    train(compose_train([*overrides, "trainer.max_steps=6"], name="straight"))
+    train(compose_train([*overrides, "trainer.max_steps=3"], name="first"))
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    train(compose_train([*overrides, "trainer.max_steps=6", f"ckpt_path={last}"], name="resumed"))
+
+    straight = _csv_losses(tmp_path / "straight")
+    first, resumed = _csv_losses(tmp_path / "first"), _csv_losses(tmp_path / "resumed")
+    assert sorted(first) == [0, 1, 2] and sorted(resumed) == [3, 4, 5]
+    for step, losses in {**first, **resumed}.items():
+        assert losses == pytest.approx(straight[step], rel=1e-4, abs=1e-6), f"step {step}"
