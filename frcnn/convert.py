@@ -3,9 +3,14 @@
 Only the FPN and RPN-head parameter names differ; the backbone body and the box head
 use torchvision's names already. Both directions are lossless.
 
+torchvision's COCO model has 91 outputs indexed by COCO category id (1–90, with gaps);
+``coco_to_80=True`` keeps the 80 real categories in the Hub dataset's order, so the model
+predicts our labels 1–80 (``FasterRCNN(num_classes=81)``).
+
 Command line::
 
     python -m frcnn.convert fasterrcnn_resnet50_fpn_coco.pth frcnn_coco.pt          # torchvision → ours
+    python -m frcnn.convert --coco-to-80 fasterrcnn_resnet50_fpn_coco.pth frcnn_coco80.pt
     python -m frcnn.convert --to-torchvision frcnn_coco.pt fasterrcnn_resnet50_fpn.pth
 """
 
@@ -19,7 +24,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["from_torchvision", "to_torchvision"]
+__all__ = ["COCO_CATEGORY_IDS", "from_torchvision", "to_torchvision"]
+
+# COCO category id of each of the 80 classes, in the Hub dataset's ClassLabel order (label - 1).
+COCO_CATEGORY_IDS = tuple(i for i in range(1, 91) if i not in {12, 26, 29, 30, 45, 66, 68, 69, 71, 83})
 
 # (torchvision pattern, ours) — group 1 is a level index where there is one.
 _RENAMES = (
@@ -51,9 +59,20 @@ def _rename(state_dict: dict[str, Tensor], renames: tuple[tuple[str, str], ...])
     return converted
 
 
-def from_torchvision(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-    """torchvision ``FasterRCNN`` R50-FPN state dict → ``frcnn.modeling.FasterRCNN`` state dict."""
-    return _rename(state_dict, _RENAMES)
+def from_torchvision(state_dict: dict[str, Tensor], coco_to_80: bool = False) -> dict[str, Tensor]:
+    """torchvision ``FasterRCNN`` R50-FPN state dict → ``frcnn.modeling.FasterRCNN`` state dict.
+
+    ``coco_to_80``: select the predictor rows of the 80 COCO categories (plus background)
+    from torchvision's 91 category-id outputs.
+    """
+    converted = _rename(state_dict, _RENAMES)
+    if coco_to_80:
+        rows = torch.tensor((0, *COCO_CATEGORY_IDS))
+        box_rows = (rows[:, None] * 4 + torch.arange(4)).flatten()
+        for name in ("weight", "bias"):
+            converted[f"roi_heads.box_predictor.cls_score.{name}"] = converted[f"roi_heads.box_predictor.cls_score.{name}"][rows]
+            converted[f"roi_heads.box_predictor.bbox_pred.{name}"] = converted[f"roi_heads.box_predictor.bbox_pred.{name}"][box_rows]
+    return converted
 
 
 def to_torchvision(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -81,9 +100,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("source", type=Path, help="state dict to read (.pth / .pt / Lightning .ckpt)")
     parser.add_argument("target", type=Path, help="where to write the converted state dict")
     parser.add_argument("--to-torchvision", action="store_true", help="convert ours → torchvision")
+    parser.add_argument("--coco-to-80", action="store_true", help="keep torchvision's 80 real COCO classes (labels 1-80)")
     args = parser.parse_args(argv)
     state = _load_state_dict(args.source)
-    converted = to_torchvision(state) if args.to_torchvision else from_torchvision(state)
+    converted = to_torchvision(state) if args.to_torchvision else from_torchvision(state, args.coco_to_80)
     args.target.parent.mkdir(parents=True, exist_ok=True)
     torch.save(converted, args.target)
     print(f"wrote {len(converted)} tensors to {args.target}", file=sys.stderr)

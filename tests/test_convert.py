@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from frcnn.convert import from_torchvision, main, to_torchvision
+from frcnn.convert import COCO_CATEGORY_IDS, from_torchvision, main, to_torchvision
 
 TORCHVISION_KEYS = {
     "backbone.body.layer1.0.conv1.weight": "backbone.body.layer1.0.conv1.weight",
@@ -41,3 +41,19 @@ def test_command_line_errors_are_one_line(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(SystemExit, match="not a readable PyTorch file"):
         main([str(tmp_path / "junk.pth"), str(tmp_path / "out.pt")])
+
+
+def test_coco_to_80_keeps_the_real_categories_in_hub_order():
+    state = {
+        "roi_heads.box_predictor.cls_score.weight": torch.arange(91.0)[:, None].repeat(1, 3),
+        "roi_heads.box_predictor.cls_score.bias": torch.arange(91.0),
+        "roi_heads.box_predictor.bbox_pred.weight": torch.arange(364.0)[:, None].repeat(1, 3),
+        "roi_heads.box_predictor.bbox_pred.bias": torch.arange(364.0),
+    }
+    converted = from_torchvision(state, coco_to_80=True)
+    assert len(COCO_CATEGORY_IDS) == 80 and COCO_CATEGORY_IDS[:3] == (1, 2, 3) and COCO_CATEGORY_IDS[-1] == 90
+    bias = converted["roi_heads.box_predictor.cls_score.bias"]
+    assert bias.shape == (81,) and bias[0] == 0 and bias[1] == 1  # background, person (id 1)
+    assert bias[12] == 13  # label 12 = stop sign = COCO id 13 (id 12 does not exist)
+    assert converted["roi_heads.box_predictor.bbox_pred.bias"][48:52].tolist() == [52.0, 53.0, 54.0, 55.0]
+    assert converted["roi_heads.box_predictor.bbox_pred.weight"].shape == (324, 3)
