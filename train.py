@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import warnings
 from pathlib import Path
 
 import hydra
@@ -32,8 +31,6 @@ from frcnn.data.source import DataSourceError
 from frcnn.lit import DetectionModule
 
 log = logging.getLogger("train")
-# DetectionModule.training_step takes the loader's iterator on purpose (exact resume).
-warnings.filterwarnings("ignore", message=".*`dataloader_iter`.*")
 
 # Mistakes in a command line or an environment: reported in one line, without a traceback.
 USER_ERRORS = (

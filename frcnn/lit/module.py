@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,7 @@ class DetectionModule(pl.LightningModule):
         self.val_metric = COCOEvaluator(class_names, label_to_category_id, class_metrics=self.per_class_ap)
         self._last_batch_end: float | None = None
         self._num_step_images = 0
+        self._rng_states_to_restore: dict[str, Any] | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: Any = "cpu") -> DetectionModule:
@@ -92,12 +93,8 @@ class DetectionModule(pl.LightningModule):
 
     # ---------------------------------------------------------------- training
 
-    def training_step(self, dataloader_iter: Iterator[tuple[Batch, int, int]]) -> Tensor | None:
-        # The step takes the iterator, not a batch, so that Lightning does not prefetch the next
-        # batch: the data stream's position in a checkpoint is then exactly the batches trained
-        # on, and a resumed run sees the same next batch as an uninterrupted one.
-        batch, _, _ = next(dataloader_iter)
-        images, targets = self.trainer.strategy.batch_to_device(batch)
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
+        images, targets = batch
         self._num_step_images = len(images)
         losses = self.model(images, targets)
         loss = sum(losses.values())
@@ -213,14 +210,19 @@ class DetectionModule(pl.LightningModule):
     # -------------------------------------------------------- checkpoint state
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Samplers in the RPN and RoI heads draw from torch's generators: a resumed run
-        # continues the same random sequence (this rank's; ranks > 0 re-seed).
+        # The samplers of the RPN and RoI heads draw from torch's generators: a resumed run
+        # continues the same random sequence (rank 0's; other ranks continue from their seed).
         checkpoint["rng_states"] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        states = checkpoint.get("rng_states")
+        self._rng_states_to_restore = checkpoint.get("rng_states")
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Restored here, not on load: building the loaders' iterators after the load draws
+        # from the same generators, which an uninterrupted run did not do at this point.
+        states, self._rng_states_to_restore = self._rng_states_to_restore, None
         if not states:
             return
         torch.set_rng_state(states["torch"])
