@@ -41,7 +41,6 @@ def tiny_overrides(shapes_dir: Path) -> list[str]:
         "model.rpn_pre_nms_top_n_test=150",
         "model.rpn_post_nms_top_n_test=50",
         "model.box_batch_size_per_image=64",
-        "callbacks.model_summary=null",
     ]
 
 

@@ -1,0 +1,100 @@
+"""Every experiment and every option of every config group composes and instantiates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import hydra
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from frcnn.modeling import FasterRCNN
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def _options(group: str) -> list[str]:
+    return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
+
+
+def _coco_folder(root: Path) -> Path:
+    """The smallest COCO-format folder the data module accepts."""
+    for split in ("train", "val"):
+        (root / split / "images").mkdir(parents=True, exist_ok=True)
+        instances = {"images": [], "annotations": [], "categories": [{"id": 3, "name": "car"}]}
+        (root / split / "instances.json").write_text(json.dumps(instances))
+    return root
+
+
+@pytest.mark.parametrize("experiment", _options("experiment"))
+def test_experiment_instantiates(compose_train, experiment):
+    cfg = compose_train([f"experiment={experiment}"])
+    model = hydra.utils.instantiate(cfg.model, _convert_="all")
+    assert isinstance(model, FasterRCNN)
+    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    assert datamodule.num_classes == cfg.model.num_classes
+    assert isinstance(hydra.utils.instantiate(cfg.trainer, precision="32-true"), pl.Trainer)
+
+
+def test_seed_demo_is_the_seed_recipe(compose_train):
+    cfg = compose_train(["experiment=seed_demo"])
+    assert (cfg.data.resize, cfg.data.square_size) == ("square", 400)
+    assert (cfg.model.trainable_layers, cfg.model.grad_checkpointing) == (1, True)
+    assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.005, 0.9, 1e-4)
+    assert (cfg.trainer.gradient_clip_val, cfg.trainer.precision) == (10.0, "16-mixed")
+
+
+@pytest.mark.parametrize(
+    ("group", "option"),
+    [(group, option) for group in ("trainer", "precision", "callbacks", "logger", "debug") for option in _options(group)],
+)
+def test_group_option_instantiates(compose_train, tiny_overrides, group, option):
+    if (group, option) == ("trainer", "gpu") and not torch.cuda.is_available():
+        pytest.skip("trainer=gpu needs CUDA")
+    overrides = [*tiny_overrides, f"{group}={option}"]
+    cfg = compose_train(overrides)
+    for entry in (cfg.get("callbacks") or {}).values():
+        if entry is not None:
+            hydra.utils.instantiate(entry)
+    for entry in (cfg.get("logger") or {}).values():
+        hydra.utils.instantiate(entry)
+    precision = "32-true" if cfg.trainer.precision in ("auto", "16-mixed") else cfg.trainer.precision
+    assert isinstance(hydra.utils.instantiate(cfg.trainer, precision=precision), pl.Trainer)
+
+
+@pytest.mark.parametrize("data", _options("data"))
+def test_data_option_instantiates(compose_train, tmp_path, data):
+    overrides = [f"data={data}"]
+    if data == "coco_folder":
+        overrides.append(f"data.path={_coco_folder(tmp_path / 'coco')}")
+    cfg = compose_train(overrides)
+    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    assert datamodule.class_names[0] == "background"
+
+
+@pytest.mark.parametrize("optimizer", _options("optimizer"))
+@pytest.mark.parametrize("scheduler", _options("scheduler"))
+def test_optimizer_and_scheduler_instantiate(compose_train, optimizer, scheduler):
+    cfg = compose_train([f"optimizer={optimizer}", f"scheduler={scheduler}"])
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    optim = hydra.utils.instantiate(cfg.optimizer, _convert_="all")(params)
+    assert optim.param_groups[0]["lr"] == cfg.optimizer.lr
+    schedule = hydra.utils.instantiate(cfg.scheduler, _convert_="all")(optim, steps_per_epoch=100, total_steps=1200)
+    assert schedule.get_last_lr()[0] == pytest.approx(cfg.optimizer.lr * cfg.scheduler.warmup_factor)
+
+
+def test_sgd_defaults_are_torchvisions(compose_train):
+    cfg = compose_train([])
+    assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.02, 0.9, 1e-4)
+    assert (cfg.scheduler.warmup_steps, list(cfg.scheduler.milestones), cfg.scheduler.gamma) == (500, [8, 11], 0.1)
+    assert cfg.trainer.gradient_clip_val == 10.0
+
+
+def test_model_config_names_every_detector_option(compose_train):
+    import inspect
+
+    cfg = compose_train([])
+    options = set(inspect.signature(FasterRCNN).parameters)
+    assert options == {key for key in cfg.model if key != "_target_"}
