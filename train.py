@@ -29,11 +29,13 @@ from omegaconf.errors import OmegaConfBaseException
 from frcnn.data.schema import SchemaError
 from frcnn.data.source import DataSourceError
 from frcnn.lit import DetectionModule
+from frcnn.lit.module import ConfigError
 
 log = logging.getLogger("train")
 
 # Mistakes in a command line or an environment: reported in one line, without a traceback.
 USER_ERRORS = (
+    ConfigError,
     InstantiationException,
     OmegaConfBaseException,
     MisconfigurationException,

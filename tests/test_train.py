@@ -88,3 +88,61 @@ def test_resume_continues_the_same_run(compose_train, tiny_overrides, tmp_path):
     assert sorted(first) == [0, 1, 2] and sorted(resumed) == [3, 4, 5]
     for step, losses in {**first, **resumed}.items():
         assert losses == pytest.approx(straight[step], rel=1e-4, abs=1e-6), f"step {step}"
+
+
+def _cli_overrides(tiny_overrides: list[str]) -> list[str]:
+    return [*tiny_overrides, "callbacks.rich_progress_bar=null", "callbacks.model_summary=null"]
+
+
+@pytest.mark.slow
+def test_multirun_two_jobs_in_separate_folders(tiny_overrides, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = _run_cli(
+        ["-m", "optimizer.lr=0.01,0.02", *_cli_overrides(tiny_overrides), f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job in ("0", "1"):
+        assert (sweep_dir / job / "checkpoints" / "last.ckpt").is_file()
+        assert (sweep_dir / job / ".hydra" / "overrides.yaml").is_file()
+    lrs = [torch.load(sweep_dir / job / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]["cfg"]["optimizer"]["lr"] for job in "01"]
+    assert lrs == [0.01, 0.02]
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(tiny_overrides, tmp_path):
+    run_dir = tmp_path / "ddp"
+    overrides = [
+        *_cli_overrides(tiny_overrides),
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.max_steps=2",
+        f"hydra.run.dir={run_dir}",
+    ]
+    result = _run_cli(overrides, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 2
+    # Each rank trained on its own images: 2 steps x batch 2 per rank, disjoint across ranks.
+    assert checkpoint["DetectionDataModule"]["loader"]["dataset_state"]["rows_read"] >= 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("ckpt_path=/no/such/last.ckpt", "checkpoint not found: /no/such/last.ckpt"),
+        ("trainer.accelerator=gpu", "MisconfigurationException"),
+        ("optimizer.lr=fast", "ConfigError: optimizer torch.optim.SGD(lr='fast'"),
+        ("model.fpn_channels=wide", "InstantiationException"),
+        ("no_such_key=1", "Could not override 'no_such_key'"),
+    ],
+)
+def test_user_errors_are_one_line(tiny_overrides, tmp_path, override, message):
+    if override == "trainer.accelerator=gpu" and torch.cuda.is_available():
+        pytest.skip("a CUDA machine accepts the request")
+    result = _run_cli([*_cli_overrides(tiny_overrides), f"hydra.run.dir={tmp_path / 'run'}", override], cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert message in output
+    assert "Traceback" not in output

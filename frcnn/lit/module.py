@@ -41,6 +41,10 @@ Batch = tuple[list[Tensor], list[dict[str, Tensor]]]
 VAL_METRIC_NAMES = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large", "mar_100")
 
 
+class ConfigError(ValueError):
+    """A config value that the optimizer or the scheduler rejects."""
+
+
 class DetectionModule(pl.LightningModule):
     """Wraps the detector: four losses in training, COCO mAP in validation.
 
@@ -179,13 +183,19 @@ class DetectionModule(pl.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         """Optimizer and per-step scheduler from the Hydra partials in ``cfg``."""
         params = [param for param in self.model.parameters() if param.requires_grad]
-        optimizer = hydra.utils.instantiate(self.cfg["optimizer"], _convert_="all")(params)
         total_steps = self.trainer.estimated_stepping_batches
         total_steps = int(total_steps) if math.isfinite(total_steps) else None
         steps_per_epoch = self.cfg["scheduler"].get("steps_per_epoch") or self._steps_per_epoch(total_steps)
-        scheduler = hydra.utils.instantiate(self.cfg["scheduler"], _convert_="all")(
-            optimizer, steps_per_epoch=steps_per_epoch, total_steps=total_steps
-        )
+        try:
+            optimizer = hydra.utils.instantiate(self.cfg["optimizer"], _convert_="all")(params)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"optimizer {_describe(self.cfg['optimizer'])}: {error}") from error
+        try:
+            scheduler = hydra.utils.instantiate(self.cfg["scheduler"], _convert_="all")(
+                optimizer, steps_per_epoch=steps_per_epoch, total_steps=total_steps
+            )
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"scheduler {_describe(self.cfg['scheduler'])}: {error}") from error
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def _steps_per_epoch(self, total_steps: int | None) -> int | None:
@@ -238,6 +248,12 @@ def _to_original_pixels(boxes_of: dict[str, Tensor], target: dict[str, Tensor]) 
     boxes = boxes_of["boxes"]
     scale = boxes.new_tensor([orig_w / width, orig_h / height, orig_w / width, orig_h / height])
     return {**boxes_of, "boxes": boxes * scale}
+
+
+def _describe(partial_cfg: Mapping[str, Any]) -> str:
+    """``_target_(key=value, ...)`` of a Hydra partial config, for error messages."""
+    options = ", ".join(f"{key}={value!r}" for key, value in partial_cfg.items() if not key.startswith("_"))
+    return f"{partial_cfg.get('_target_')}({options})"
 
 
 def _plain_mapping(mapping: Any) -> list[int] | dict[int, int] | None:
