@@ -146,3 +146,15 @@ def test_user_errors_are_one_line(tiny_overrides, tmp_path, override, message):
     assert result.returncode == 1
     assert message in output
     assert "Traceback" not in output
+
+
+def test_resume_true_finds_last_checkpoint_of_the_run_folder(compose_train, tiny_overrides, tmp_path):
+    from train import resume_checkpoint
+
+    cfg = compose_train([*tiny_overrides, "resume=true"])
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        resume_checkpoint(cfg)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    last.touch()
+    assert resume_checkpoint(cfg) == str(last)

@@ -98,3 +98,10 @@ def test_model_config_names_every_detector_option(compose_train):
     cfg = compose_train([])
     options = set(inspect.signature(FasterRCNN).parameters)
     assert options == {key for key in cfg.model if key != "_target_"}
+
+
+def test_optuna_search_composes(compose_train):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install hydra-optuna-sweeper")
+    cfg = compose_train(["hparams_search=optuna"])
+    assert cfg.hydra.sweeper.direction == "maximize"
+    assert cfg.monitor == "val/map"
