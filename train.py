@@ -50,6 +50,8 @@ def train(cfg: DictConfig) -> float | None:
     """Fit one run described by ``cfg``; return the ``cfg.monitor`` metric (for sweepers)."""
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
+    if cfg.get("cpu_threads"):
+        torch.set_num_threads(cfg.cpu_threads)
     ckpt_path = resume_checkpoint(cfg)
 
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")

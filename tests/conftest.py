@@ -34,6 +34,7 @@ def tiny_overrides(shapes_dir: Path) -> list[str]:
         "data.val_limit=2",
         "data.num_workers=0",
         "trainer=cpu",
+        "cpu_threads=1",
         "trainer.max_steps=2",
         "trainer.log_every_n_steps=1",
         "model.rpn_pre_nms_top_n_train=300",
@@ -64,3 +65,13 @@ def compose_train(tmp_path: Path) -> Callable[..., DictConfig]:
         return compose_config(overrides, tmp_path / name)
 
     return _compose
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """``train(cfg)`` with ``cpu_threads`` sets a process-wide value: undo it after each test."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
