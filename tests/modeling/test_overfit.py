@@ -46,7 +46,7 @@ def test_overfits_two_images():
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     model.train()
     history = []
-    for _ in range(150):
+    for _ in range(100):
         total = sum(model(images, targets).values())
         optimizer.zero_grad()
         total.backward()
