@@ -54,6 +54,7 @@ def train(cfg: DictConfig) -> float | None:
         torch.set_num_threads(cfg.cpu_threads)
     ckpt_path = resume_checkpoint(cfg)
 
+    check_accelerator(cfg.trainer)
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     with open_dict(cfg):
         cfg.model.num_classes = datamodule.num_classes
@@ -90,6 +91,15 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
     if not Path(ckpt_path).is_file():
         raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
     return ckpt_path
+
+
+def check_accelerator(trainer_cfg: DictConfig) -> None:
+    """A CUDA request on a machine without CUDA: say so before anything is built."""
+    if trainer_cfg.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise MisconfigurationException(
+            f"trainer.accelerator={trainer_cfg.accelerator} but this machine has no CUDA device: "
+            "use trainer=cpu or trainer.accelerator=auto"
+        )
 
 
 def resolve_precision(trainer_cfg: DictConfig) -> str:
