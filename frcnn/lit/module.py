@@ -78,6 +78,7 @@ class DetectionModule(pl.LightningModule):
         self.val_metric = COCOEvaluator(class_names, label_to_category_id, class_metrics=self.per_class_ap)
         self._last_batch_end: float | None = None
         self._num_step_images = 0
+        self._num_drawn = 0
         self._rng_states_to_restore: dict[str, Any] | None = None
 
     @classmethod
@@ -142,8 +143,13 @@ class DetectionModule(pl.LightningModule):
             [_to_original_pixels(pred, target) for pred, target in zip(preds, targets)],
             [_to_original_pixels(target, target) for target in targets],
         )
-        if batch_idx == 0 and self.num_images_to_draw > 0:
-            self._draw(images[: self.num_images_to_draw], preds, targets)
+        num_to_draw = self.num_images_to_draw - self._num_drawn
+        if num_to_draw > 0:
+            self._draw(images[:num_to_draw], preds, targets)
+            self._num_drawn += len(images[:num_to_draw])
+
+    def on_validation_epoch_start(self) -> None:
+        self._num_drawn = 0
 
     def on_validation_epoch_end(self) -> None:
         metrics = self.val_metric.compute()
@@ -164,7 +170,7 @@ class DetectionModule(pl.LightningModule):
         writers = [logger.experiment for logger in self.loggers if isinstance(logger, TensorBoardLogger)]
         if not writers:
             return
-        for index, (image, pred, target) in enumerate(zip(images, preds, targets)):
+        for index, (image, pred, target) in enumerate(zip(images, preds, targets), start=self._num_drawn):
             picture = draw_detections(
                 image,
                 pred["boxes"],
