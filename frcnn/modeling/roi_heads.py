@@ -163,7 +163,11 @@ class RoIHeads(nn.Module):
         image_index = torch.arange(num_images, device=boxes.device, dtype=boxes.dtype)
         rois = torch.cat([image_index[:, None, None].expand(-1, num_boxes, 1), boxes], dim=2).flatten(0, 1)
         class_logits, box_deltas = self.box_predictor(self.box_head(self.pooler(features, rois)))
-        return class_logits.unflatten(0, (num_images, num_boxes)), box_deltas.unflatten(0, (num_images, num_boxes))
+        # float32 also under autocast: the deltas become pixel coordinates.
+        return (
+            class_logits.float().unflatten(0, (num_images, num_boxes)),
+            box_deltas.float().unflatten(0, (num_images, num_boxes)),
+        )
 
     def losses(self, features: Sequence[Tensor], proposals: Proposals, gt: GroundTruth) -> dict[str, Tensor]:
         """Cross-entropy over sampled boxes and smooth-L1 (beta 1/9) on the positive ones,
@@ -184,7 +188,7 @@ class RoIHeads(nn.Module):
         class_logits, box_deltas = self.predict(features, rois)
         classification = F.cross_entropy(class_logits.flatten(0, 1), labels.flatten(), reduction="none")
         pred_deltas = box_deltas.unflatten(-1, (-1, 4)).gather(2, labels[..., None, None].expand(-1, -1, 1, 4))
-        box_loss = F.smooth_l1_loss(pred_deltas.squeeze(2), gt_deltas.to(pred_deltas.dtype), beta=1 / 9, reduction="none")
+        box_loss = F.smooth_l1_loss(pred_deltas.squeeze(2), gt_deltas, beta=1 / 9, reduction="none")
         return {
             "roi_cls": torch.where(valid.flatten(), classification, 0.0).sum() / num_sampled,
             "roi_box": torch.where(positive, box_loss.sum(-1), 0.0).sum() / num_sampled,
@@ -200,8 +204,8 @@ class RoIHeads(nn.Module):
             class_logits ``[B, P, C]``, box_deltas ``[B, P, C*4]``, image_sizes ``[B, 2]``.
         """
         num_images, _, num_classes = class_logits.shape
-        scores = F.softmax(class_logits.float(), dim=-1)[..., 1:]  # background column dropped
-        boxes = self.box_coder.decode(box_deltas.float(), proposals.boxes)[..., 1:, :]
+        scores = F.softmax(class_logits, dim=-1)[..., 1:]  # background column dropped
+        boxes = self.box_coder.decode(box_deltas, proposals.boxes)[..., 1:, :]
         boxes = clip_boxes(boxes, image_sizes)  # [B, P, C-1, 4]
         labels = torch.arange(1, num_classes, device=scores.device).expand_as(scores)
         image_index = torch.arange(num_images, device=scores.device)[:, None, None].expand_as(scores)

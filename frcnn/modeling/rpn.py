@@ -94,7 +94,9 @@ class RegionProposalNetwork(nn.Module):
         self, images: ImageBatch, features: Sequence[Tensor], gt: GroundTruth | None = None
     ) -> tuple[Proposals, dict[str, Tensor]]:
         """Proposals for ``images`` from pyramid ``features`` (P2–P6); losses when ``gt`` is given."""
-        logits, deltas = self.head(features)
+        # Box arithmetic and losses run in float32 also under autocast: half precision cannot
+        # hold pixel coordinates (bfloat16 steps by 8 px at 1024).
+        logits, deltas = (output.float() for output in self.head(features))
         anchors, anchors_per_level = self.anchor_generator(images.tensor.shape[-2:], features)
         proposals = self.propose(logits.detach(), deltas.detach(), anchors, anchors_per_level, images.image_sizes)
         losses = {} if gt is None else self.losses(logits, deltas, anchors, gt)
@@ -162,7 +164,7 @@ class RegionProposalNetwork(nn.Module):
             logits.gather(1, sampled), is_object.to(logits.dtype), reduction="none"
         )
         pred_deltas = deltas.gather(1, sampled[..., None].expand(-1, -1, 4))
-        box_loss = F.smooth_l1_loss(pred_deltas, gt_deltas.to(pred_deltas.dtype), beta=1 / 9, reduction="none")
+        box_loss = F.smooth_l1_loss(pred_deltas, gt_deltas, beta=1 / 9, reduction="none")
         return {
             "rpn_cls": torch.where(valid, objectness, 0.0).sum() / num_sampled,
             "rpn_box": torch.where(positive, box_loss.sum(-1), 0.0).sum() / num_sampled,

@@ -111,3 +111,18 @@ def test_grad_checkpointing_gives_the_same_gradients():
     for body in (plain, checkpointed):
         sum(feature.sum() for feature in body(images)).backward()
     torch.testing.assert_close(checkpointed.layer3[0].conv1.weight.grad, plain.layer3[0].conv1.weight.grad)
+
+
+def test_mixed_precision_keeps_boxes_and_losses_in_float32():
+    # bfloat16 autocast on the CPU stands in for 16-mixed on CUDA: same code paths, same casts.
+    model = FasterRCNN(num_classes=4, min_size=64, max_size=96, box_score_thresh=0.0)
+    images = [torch.randint(0, 256, (3, 70, 90), dtype=torch.uint8), torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = model.train()(images, [target([[5, 5, 40, 50]], [2]), target([], [])])
+        sum(losses.values()).backward()
+        with torch.no_grad():
+            detections = model.eval()(images)
+            proposals = model.proposals(images)
+    assert all(loss.dtype == torch.float32 and torch.isfinite(loss) for loss in losses.values())
+    assert all(d["boxes"].dtype == torch.float32 and len(d["boxes"]) > 0 for d in detections)
+    assert all(p.dtype == torch.float32 and len(p) > 0 for p in proposals)
