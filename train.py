@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -32,6 +33,9 @@ from frcnn.lit import DetectionModule
 from frcnn.lit.module import ConfigError
 
 log = logging.getLogger("train")
+# Deprecation notices raised inside torchdata and Lightning themselves: nothing a user can act on.
+warnings.filterwarnings("ignore", message=".*'set_vital' is deprecated.*")
+warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
 
 # Mistakes in a command line or an environment: reported in one line, without a traceback.
 USER_ERRORS = (
