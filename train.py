@@ -33,8 +33,7 @@ from frcnn.lit import DetectionModule
 from frcnn.lit.module import ConfigError
 
 log = logging.getLogger("train")
-# Deprecation notices raised inside torchdata and Lightning themselves: nothing a user can act on.
-warnings.filterwarnings("ignore", message=".*'set_vital' is deprecated.*")
+# A deprecation notice raised inside Lightning itself: nothing a user can act on.
 warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
 
 # Mistakes in a command line or an environment: reported in one line, without a traceback.

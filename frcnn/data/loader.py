@@ -1,5 +1,6 @@
 """`StreamLoader`: a resumable DataLoader over a `DetectionStream` that Lightning can re-seed each epoch."""
 
+import warnings
 from collections import deque
 from typing import Any, Iterator
 
@@ -8,6 +9,9 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from frcnn.data.collate import collate_detection
 from frcnn.data.stream import DetectionStream
+
+# torchdata's StatefulDataLoader calls an API torch deprecated; nothing a user can act on.
+warnings.filterwarnings("ignore", message=".*'set_vital' is deprecated.*")
 
 
 class _EpochSetter(Sampler[None]):
