@@ -8,9 +8,10 @@ Categories sorted by id get contiguous indices 0..K-1 (labels 1..K); `iscrowd` b
 import json
 from pathlib import Path
 
-import datasets
+import numpy as np
 
-from frcnn.data.schema import hub_features
+from frcnn.data.source import Row, RowSource
+
 
 class CocoFolder:
     """The categories and annotations of one split of a COCO-format folder.
@@ -40,38 +41,49 @@ class CocoFolder:
         for annotation in coco["annotations"]:
             if not annotation.get("iscrowd", 0):
                 self.annotations[annotation["image_id"]].append(annotation)
+        self.index_of = {category_id: index for index, category_id in enumerate(self.category_ids)}
 
-    def rows(self) -> datasets.IterableDataset:
-        """The split as an `IterableDataset` of Hub-schema rows in image-id order, one shard per image."""
-        index_of = {category_id: index for index, category_id in enumerate(self.category_ids)}
-        return datasets.IterableDataset.from_generator(
-            _generate_rows,
-            features=hub_features(self.class_names),
-            gen_kwargs={
-                "images": self.images,  # a list: `datasets` makes each image a shard
-                "annotations": self.annotations,
-                "image_dir": str(self.image_dir),
-                "index_of": index_of,
-            },
-        ).cast_column("image", datasets.Image(decode=False))
+    def source(self, unit_size: int = 64) -> "CocoFolderSource":
+        """The split as a `RowSource` of Hub-schema rows in image-id order, `unit_size` images a unit."""
+        return CocoFolderSource(self, unit_size)
 
-
-def _generate_rows(images: list[dict], annotations: dict[int, list[dict]], image_dir: str, index_of: dict[int, int]):
-    """Hub-schema rows (boxes xyxy) of `images`; image bytes are read here, decoded by the stream."""
-    for image in images:
-        objects = annotations[image["id"]]
-        image_file = Path(image_dir) / image["file_name"]
-        # A missing file becomes empty bytes: skipped and counted as corrupt, like a truncated one.
-        image_bytes = image_file.read_bytes() if image_file.exists() else b""
-        yield {
+    def row(self, index: int, with_image: bool = True) -> Row:
+        """The Hub-schema row (boxes xyxy) of image `index`; its bytes are read only `with_image`."""
+        image = self.images[index]
+        objects = self.annotations[image["id"]]
+        row = {
             "image_id": image["id"],
-            "image": {"bytes": image_bytes, "path": None},
             "width": image["width"],
             "height": image["height"],
             "objects": {
                 "bbox_id": [annotation["id"] for annotation in objects],
-                "category": [index_of[annotation["category_id"]] for annotation in objects],
+                "category": [self.index_of[annotation["category_id"]] for annotation in objects],
                 "bbox": [[x, y, x + w, y + h] for x, y, w, h in (annotation["bbox"] for annotation in objects)],
                 "area": [int(annotation["bbox"][2] * annotation["bbox"][3]) for annotation in objects],
             },
         }
+        if with_image:
+            image_file = self.image_dir / image["file_name"]
+            # A missing file becomes empty bytes: skipped and counted as undecodable.
+            row["image"] = {"bytes": image_file.read_bytes() if image_file.exists() else b"", "path": None}
+        return row
+
+
+class CocoFolderSource(RowSource):
+    """A COCO folder's split as units of `unit_size` images (rows in image-id order)."""
+
+    def __init__(self, folder: CocoFolder, unit_size: int) -> None:
+        self.folder = folder
+        self.description = f"data.path={folder.image_dir.parent.parent} ({folder.image_dir.parent.name})"
+        self.revision = None
+        sizes = [unit_size] * (len(folder.images) // unit_size)
+        if len(folder.images) % unit_size:
+            sizes.append(len(folder.images) % unit_size)
+        self.unit_sizes = np.asarray(sizes, dtype=np.int64)
+
+    def read_unit(self, unit: int) -> list[Row]:
+        start, end = self.unit_starts[unit], self.unit_starts[unit + 1]
+        return [self.folder.row(index) for index in range(start, end)]
+
+    def annotations(self) -> list[Row]:
+        return [self.folder.row(index, with_image=False) for index in range(len(self.folder.images))]

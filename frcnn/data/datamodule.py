@@ -2,35 +2,41 @@
 
 Built by `hydra.utils.instantiate(cfg.data)` from `conf/data/{coco,shapes,coco_folder}.yaml`.
 Works outside a Trainer: `dm.setup("fit"); dm.train_dataloader()`. See `frcnn.data.stream` for
-the sample contract and the exactly-once split across workers and ranks.
+the sample contract and `frcnn.data.partition` for how rows are dealt to ranks × workers.
+
+Layout: the loaders take this process's rank and world size from the Trainer the data module is
+attached to (else from `torch.distributed`, else 0 of 1) and hand them to the stream before any
+DataLoader worker starts.
 
 Epochs: the training loader's `sampler.set_epoch` forwards to the stream, and Lightning's fit
-loop calls it at every epoch start, so each epoch reshuffles with no help from the app. Outside
-Lightning, call `dm.set_epoch(epoch)` before iterating.
+loop calls it at every epoch start, so each epoch takes its own rows with no help from the app.
+Outside Lightning, call `dm.set_epoch(epoch)` before iterating. The training loader has a length,
+the same on every rank.
 
-Resume: `dm.state_dict()` returns the training loader's position (the batches it has yielded)
-and Lightning saves it in checkpoints; `dm.load_state_dict(state)` before `train_dataloader()`
-(Lightning restores the datamodule before it builds the loaders) makes the next training loader
-continue with the very next batch: same images, same order, same flips, for any `num_workers`.
-Under a Trainer the saved position excludes the one batch Lightning's loop has prefetched but not
-trained on; Lightning's own loop state for the (stateful) loader is saved and restored the same way.
-Needs `torchdata` (>= 0.10) for `StatefulDataLoader`.
+Resume: Lightning saves the training loader's `state_dict()` — every rank's position, gathered —
+in its checkpoints and gives it back to the new loader, which restores its own rank's. Outside
+Lightning: `state = loader.state_dict()`, then `dm.train_dataloader().load_state_dict(state)`.
+The data module's own `state_dict()` holds the revisions read, so a resume on other data warns.
 """
 
+from __future__ import annotations
+
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
-import datasets
 import lightning as L
 
 from frcnn.data.coco_classes import COCO_CLASSES
 from frcnn.data.coco_folder import CocoFolder
 from frcnn.data.loader import StreamLoader
 from frcnn.data.shapes import ensure_shapes
-from frcnn.data.source import open_split
+from frcnn.data.source import RowSource, open_split
 from frcnn.data.stream import DetectionStream
-from frcnn.data.transforms import ResizeMode, DetectionTransform, build_resize
+from frcnn.data.transforms import DetectionTransform, ResizeMode, build_resize
+from frcnn.distributed import rank_and_world_size
 
+log = logging.getLogger(__name__)
 Source = Literal["hub", "shapes", "coco_folder"]
 
 
@@ -41,11 +47,15 @@ class DetectionDataModule(L.LightningDataModule):
         source: `hub` (a Hub dataset id or a local folder of Hub-schema parquet), `shapes`
             (generated into `path` on first use), or `coco_folder` (`{path}/{split}/instances.json`).
         path: Hub id or local folder.
+        revision: the Hub dataset's branch, tag or commit (None: main, resolved to a commit).
+        multiprocessing_context: how DataLoader workers start (`fork`, `spawn`, `forkserver`;
+            None: Python's default). The split across workers is the same for all.
         resize: `keep_ratio` (`min_size`/`max_size`), `square` (`square_size`) or `none`.
         hflip_prob: horizontal-flip probability for training.
-        shuffle_buffer, seed: training shuffle (shard order + a buffer of rows), reseeded per epoch.
-        skip_empty_train: drop training images without a valid box; validation keeps them.
+        shuffle_block, seed: training shuffle (units order + blocks of rows), new each epoch.
+        skip_empty_train: train only on images with at least one valid box.
         val_limit: only the first `val_limit` validation images (None: all).
+        max_skip_fraction: the share of a split's rows that may be skipped before the run stops.
         shapes: generation options of the `shapes` source (`ensure_shapes` kwargs).
 
     Attributes:
@@ -60,6 +70,7 @@ class DetectionDataModule(L.LightningDataModule):
         self,
         source: Source = "hub",
         path: str = "detection-datasets/coco",
+        revision: str | None = None,
         train_split: str = "train",
         val_split: str = "val",
         batch_size: int = 2,
@@ -67,15 +78,17 @@ class DetectionDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         persistent_workers: bool = False,
         prefetch_factor: int | None = None,
+        multiprocessing_context: str | None = None,
         resize: ResizeMode = "keep_ratio",
         min_size: int = 800,
         max_size: int = 1333,
         square_size: int = 400,
         hflip_prob: float = 0.5,
-        shuffle_buffer: int = 1000,
+        shuffle_block: int = 1000,
         seed: int = 0,
         skip_empty_train: bool = True,
         val_limit: int | None = None,
+        max_skip_fraction: float = 0.01,
         read_retries: int = 20,
         retry_interval_s: float = 5.0,
         shapes: dict[str, int] | None = None,
@@ -85,16 +98,22 @@ class DetectionDataModule(L.LightningDataModule):
             raise ValueError(f"data.source must be 'hub', 'shapes' or 'coco_folder', got {source!r}")
         self.source = source
         self.path = path
+        self.revision = revision
         self.train_split, self.val_split = train_split, val_split
         self.batch_size = batch_size
         self.loader_kwargs: dict[str, Any] = {"num_workers": num_workers, "pin_memory": pin_memory}
         if num_workers > 0:
-            self.loader_kwargs |= {"persistent_workers": persistent_workers, "prefetch_factor": prefetch_factor}
+            self.loader_kwargs |= {
+                "persistent_workers": persistent_workers,
+                "prefetch_factor": prefetch_factor,
+                "multiprocessing_context": multiprocessing_context,
+            }
         self.resize = build_resize(resize, min_size, max_size, square_size)
         self.hflip_prob = hflip_prob
-        self.shuffle_buffer, self.seed = shuffle_buffer, seed
+        self.shuffle_block, self.seed = shuffle_block, seed
         self.skip_empty_train = skip_empty_train
         self.val_limit = val_limit
+        self.max_skip_fraction = max_skip_fraction
         self.read_retries, self.retry_interval_s = read_retries, retry_interval_s
         self.shapes_options = dict(shapes or {})
         if source == "coco_folder":
@@ -107,8 +126,6 @@ class DetectionDataModule(L.LightningDataModule):
         self.num_classes = len(self.class_names)
         self.train_dataset: DetectionStream | None = None
         self.val_dataset: DetectionStream | None = None
-        self._train_loader: StreamLoader | None = None
-        self._train_state: dict[str, Any] | None = None
 
     def prepare_data(self) -> None:
         """Generate the shapes set once (Lightning calls this on one process per node)."""
@@ -116,7 +133,7 @@ class DetectionDataModule(L.LightningDataModule):
             ensure_shapes(self.path, **self.shapes_options)
 
     def setup(self, stage: str | None = None) -> None:
-        """Open the streams (lazily: no image is read here)."""
+        """Open the splits and check their annotations (no image is read here)."""
         if self.source == "shapes":
             ensure_shapes(self.path, **self.shapes_options)  # no-op once generated; safe across ranks
         if stage in ("fit", None) and self.train_dataset is None:
@@ -124,60 +141,63 @@ class DetectionDataModule(L.LightningDataModule):
         if stage in ("fit", "validate", None) and self.val_dataset is None:
             self.val_dataset = self._stream(self.val_split, train=False)
 
-    def _rows(self, split: str) -> datasets.IterableDataset:
+    def _rows(self, split: str) -> RowSource:
         if self.source == "coco_folder":
-            return CocoFolder(self.path, split).rows()
-        return open_split(str(Path(self.path).expanduser()) if self.source == "shapes" else self.path, split)
+            return CocoFolder(self.path, split).source()
+        path = str(Path(self.path).expanduser()) if self.source == "shapes" else self.path
+        return open_split(path, split, self.revision, self.read_retries, self.retry_interval_s)
 
     def _stream(self, split: str, train: bool) -> DetectionStream:
         return DetectionStream(
             self._rows(split),
             DetectionTransform(self.resize),
-            shuffle=train,
-            shuffle_buffer=self.shuffle_buffer,
+            num_classes=self.num_classes,
+            train=train,
+            batch_size=self.batch_size,
+            shuffle_block=self.shuffle_block,
             seed=self.seed,
             hflip_prob=self.hflip_prob if train else 0.0,
-            skip_empty=self.skip_empty_train if train else False,
+            skip_empty=self.skip_empty_train,
             limit=None if train else self.val_limit,
-            read_retries=self.read_retries,
-            retry_interval_s=self.retry_interval_s,
         )
 
+    def _loader(self, stream: DetectionStream | None, stage: str, prefetch_lag: int = 0) -> StreamLoader:
+        if stream is None:
+            raise RuntimeError(f"call setup({stage!r}) before the {stage} dataloader")
+        rank, world_size = rank_and_world_size(self.trainer)
+        return StreamLoader(stream, self.batch_size, rank, world_size, prefetch_lag, **self.loader_kwargs)
+
     def train_dataloader(self) -> StreamLoader:
-        """Batches `(images, targets)` of the shuffled training stream, resumed if a state was loaded."""
-        if self.train_dataset is None:
-            raise RuntimeError("call setup('fit') before train_dataloader()")
+        """Batches `(images, targets)` of this rank's training share; `len()` is the same on every rank."""
         # Lightning's training loop holds one batch prefetched beyond the one it trains on.
-        prefetch_lag = 1 if self.trainer is not None else 0
-        self._train_loader = StreamLoader(self.train_dataset, self.batch_size, prefetch_lag, **self.loader_kwargs)
-        if self._train_state is not None:
-            self.train_dataset.set_epoch(self._train_state["epoch"])
-            self._train_loader.load_state_dict(self._train_state["loader"])
-            self._train_state = None
-        return self._train_loader
+        return self._loader(self.train_dataset, "fit", prefetch_lag=1 if self.trainer is not None else 0)
 
     def val_dataloader(self) -> StreamLoader:
-        """Batches `(images, targets)` of the validation stream: fixed order, empty images kept."""
-        if self.val_dataset is None:
-            raise RuntimeError("call setup('fit') or setup('validate') before val_dataloader()")
-        return StreamLoader(self.val_dataset, self.batch_size, **self.loader_kwargs)
+        """Batches `(images, targets)` of this rank's validation share: fixed order, empty images kept."""
+        return self._loader(self.val_dataset, "validate")
 
     def set_epoch(self, epoch: int) -> None:
-        """Reshuffle the training stream for `epoch` (Lightning does this by itself; see the module doc)."""
+        """Select `epoch`'s training rows (Lightning does this by itself; see the module doc)."""
         if self.train_dataset is not None:
             self.train_dataset.set_epoch(epoch)
 
-    @property
-    def num_corrupt(self) -> int:
-        """Corrupt images skipped so far by the training and validation streams."""
-        return sum(stream.num_corrupt for stream in (self.train_dataset, self.val_dataset) if stream is not None)
+    def streams(self) -> dict[str, DetectionStream]:
+        """The open streams by split name."""
+        named = {self.train_split: self.train_dataset, self.val_split: self.val_dataset}
+        return {split: stream for split, stream in named.items() if stream is not None}
 
     def state_dict(self) -> dict[str, Any]:
-        """The training loader's position: `{"epoch", "loader"}`, or {} before a loader exists."""
-        if self._train_loader is None or self.train_dataset is None:
-            return {}
-        return {"epoch": self.train_dataset.epoch, "loader": self._train_loader.state_dict()}
+        """The revisions of the splits read (a Hub commit, or a fingerprint of the local files)."""
+        return {"revisions": {split: stream.source.revision for split, stream in self.streams().items()}}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Resume: the next `train_dataloader()` continues where `state_dict` was taken."""
-        self._train_state = state_dict or None
+        """Warn in one line when a resumed run reads another revision of its data.
+
+        Lightning restores the data module after `setup`, so the splits are open by now."""
+        saved = state_dict.get("revisions", {})
+        for split, stream in self.streams().items():
+            if split in saved and saved[split] != stream.source.revision:
+                log.warning(
+                    "data %s: reading revision %s, the checkpoint was trained on %s (pin it with data.revision=%s)",
+                    split, stream.source.revision, saved[split], saved[split],
+                )  # fmt: skip

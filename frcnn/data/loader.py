@@ -8,7 +8,8 @@ from torch.utils.data.sampler import Sampler
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from frcnn.data.collate import collate_detection
-from frcnn.data.stream import DetectionStream
+from frcnn.data.stream import DataLayoutError, DetectionStream
+from frcnn.distributed import gather_objects
 
 # torchdata's StatefulDataLoader calls an API torch deprecated; nothing a user can act on.
 warnings.filterwarnings("ignore", message=".*'set_vital' is deprecated.*")
@@ -32,19 +33,37 @@ class _EpochSetter(Sampler[None]):
 class StreamLoader(StatefulDataLoader):
     """`torchdata.StatefulDataLoader` of `(images, targets)` batches from a `DetectionStream`.
 
-    `state_dict()` after k consumed batches and `load_state_dict()` on a fresh loader resume with
-    batch k + 1, for any `num_workers` (each worker's stream copy reports its own position).
-    `prefetch_lag`: batches the consumer holds ahead of the one it has used; Lightning's training
-    loop prefetches 1, so the position saved in its checkpoints must be the one before it.
+    The stream's layout (rank, world size, workers) is set here, in the main process, before
+    any worker starts. A training loader has a length — the same number of batches on every
+    rank — so Lightning ends every rank's epoch at the same step; a validation loader has none.
+
+    `state_dict()` is a collective under DDP: it gathers every rank's position
+    (`{"ranks": [...]}`), and `load_state_dict()` restores this rank's own, so one checkpoint
+    written by rank 0 resumes every rank exactly. `prefetch_lag`: batches the consumer holds
+    ahead of the one it has used; Lightning's training loop prefetches 1, so the saved position
+    must be the one before it.
     """
 
-    def __init__(self, stream: DetectionStream, batch_size: int, prefetch_lag: int = 0, **loader_kwargs) -> None:
+    def __init__(
+        self,
+        stream: DetectionStream,
+        batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        prefetch_lag: int = 0,
+        **loader_kwargs,
+    ) -> None:
+        stream.set_layout(rank, world_size, loader_kwargs.get("num_workers", 0))
         super().__init__(stream, batch_size=batch_size, collate_fn=collate_detection, **loader_kwargs)
         # DataLoader forbids setting `sampler` after __init__ and rejects one for IterableDatasets.
         object.__setattr__(self, "sampler", _EpochSetter(stream))
+        self.stream = stream
         self.prefetch_lag = prefetch_lag
         self._snapshots: deque[dict[str, Any]] = deque(maxlen=prefetch_lag + 1)
         self._exhausted = False
+
+    def __len__(self) -> int:
+        return self.stream.num_batches()
 
     def __iter__(self) -> Iterator:
         iterator = super().__iter__()
@@ -56,8 +75,22 @@ class StreamLoader(StatefulDataLoader):
             yield batch
         self._exhausted = True
 
-    def state_dict(self) -> dict[str, Any]:
-        """The position after the last batch the consumer has used (not merely prefetched)."""
+    def local_state_dict(self) -> dict[str, Any]:
+        """This rank's position after the last batch the consumer has used (not merely prefetched)."""
         if self._exhausted or not self._snapshots:
             return super().state_dict()
         return self._snapshots[0] if len(self._snapshots) > self.prefetch_lag else self._snapshots[-1]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every rank's position, in rank order (a collective under DDP)."""
+        return {"ranks": gather_objects(self.local_state_dict())}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume this rank from its own entry of `state_dict()`."""
+        ranks = state_dict["ranks"]
+        if len(ranks) != self.stream.world_size:
+            raise DataLayoutError(
+                f"the checkpoint's data position is for {len(ranks)} rank(s), this run has {self.stream.world_size}: "
+                "resume with the same trainer.devices x trainer.num_nodes, or start a new run from its weights"
+            )
+        super().load_state_dict(ranks[self.stream.rank])

@@ -8,11 +8,15 @@ pixels, `area`}. There is no `iscrowd` field.
 from collections.abc import Sequence
 
 import datasets
+import pyarrow as pa
 
 from frcnn.data.coco_classes import COCO_CLASSES
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("image_id", "image", "width", "height", "objects")
 REQUIRED_OBJECT_FIELDS: tuple[str, ...] = ("category", "bbox")
+# What the stream reads of a row, and what indexing and evaluation read (no image bytes).
+ROW_COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS
+ANNOTATION_COLUMNS: tuple[str, ...] = ("image_id", "width", "height", "objects")
 
 
 class SchemaError(ValueError):
@@ -38,14 +42,12 @@ def hub_features(class_names: Sequence[str] = COCO_CLASSES) -> datasets.Features
     )
 
 
-def check_schema(features: datasets.Features | None, source: str) -> None:
-    """Raise `SchemaError` naming the first column of the Hub schema that `features` lacks."""
-    if features is None:
-        raise SchemaError(f"{source}: cannot read the column types; expected the Hub schema {REQUIRED_COLUMNS}")
+def check_arrow_schema(schema: pa.Schema, source: str) -> None:
+    """Raise `SchemaError` naming the first column of the Hub schema that a parquet file lacks."""
     for column in REQUIRED_COLUMNS:
-        if column not in features:
+        if column not in schema.names:
             raise SchemaError(f"{source}: missing column {column!r}; expected the Hub schema {REQUIRED_COLUMNS}")
-    objects = features["objects"]
+    objects = schema.field("objects").type
     for field in REQUIRED_OBJECT_FIELDS:
-        if not isinstance(objects, dict) or field not in objects:
+        if not pa.types.is_struct(objects) or objects.get_field_index(field) < 0:
             raise SchemaError(f"{source}: missing column 'objects.{field}'; expected the Hub schema")

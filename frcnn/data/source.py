@@ -1,65 +1,195 @@
-"""Open one split of a Hub-schema dataset as a `datasets.IterableDataset` of undecoded rows.
+"""Where a split's rows come from: parquet files in the Hub schema, read one row group at a time.
 
-`path` is either a Hub dataset id (streamed with `datasets.load_dataset(..., streaming=True)`) or a
-local folder of parquet files in the Hub schema: `{path}/{split}/*.parquet`, or a Hub snapshot
-(`huggingface-cli download --repo-type dataset ID --local-dir DIR`) holding `{split}-*.parquet`.
-Images stay encoded (`Image(decode=False)`) so that a corrupt file is skipped by the stream
-instead of breaking the iteration.
+`open_split(path, split)` finds the split's parquet files on one fsspec filesystem: the local
+disk for a folder (`{path}/{split}/**/*.parquet` or a Hub snapshot's `**/{split}-*.parquet`), or
+the Hugging Face Hub's `HfFileSystem` for a dataset id, pinned to one commit. Everything after
+that — footers, row groups, retries — is the same code for both, so the Hub path is the path the
+tests run, only on another filesystem.
+
+A source is cut into *units* (a parquet row group; a chunk of images for a COCO folder): the
+smallest piece that is read at once. `annotations()` reads every row without its image (cheap:
+the `objects` column only), so the stream can index, balance and evaluate the split before any
+image is decoded.
 """
 
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Any
 
-import datasets
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from frcnn.data.schema import check_schema
+from frcnn.data.schema import ANNOTATION_COLUMNS, ROW_COLUMNS, check_arrow_schema
+
+Row = dict[str, Any]
 
 
 class DataSourceError(RuntimeError):
-    """A data source that cannot be opened; the message says how to go on."""
+    """A data source that cannot be opened or read; the message says how to go on."""
 
 
-def set_read_retries(max_retries: int, interval_s: float) -> None:
-    """How often `datasets` retries a failed streaming read or open, and the wait between tries."""
-    datasets.config.STREAMING_READ_MAX_RETRIES = max_retries
-    datasets.config.STREAMING_READ_RETRY_INTERVAL = interval_s
-    datasets.config.STREAMING_OPEN_MAX_RETRIES = max_retries
-    datasets.config.STREAMING_OPEN_RETRY_INTERVAL = interval_s
+class RowSource(ABC):
+    """A split as units of Hub-schema rows, addressed by a global row index.
+
+    Attributes:
+        description: what to name in messages (`data.path=... (val)`).
+        revision: the dataset revision read (a Hub commit), or a fingerprint of local files.
+        unit_sizes (ndarray[U]): rows per unit; rows are numbered unit after unit.
+    """
+
+    description: str
+    revision: str | None
+    unit_sizes: np.ndarray
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.unit_sizes.sum())
+
+    @property
+    def unit_starts(self) -> np.ndarray:
+        """(ndarray[U + 1]) global index of each unit's first row, then the row count."""
+        return np.concatenate([[0], np.cumsum(self.unit_sizes)]).astype(np.int64)
+
+    @abstractmethod
+    def read_unit(self, unit: int) -> list[Row]:
+        """The rows of `unit`, images included (still encoded)."""
+
+    @abstractmethod
+    def annotations(self) -> list[Row]:
+        """Every row without its image (`image_id`, `width`, `height`, `objects`), in row order."""
 
 
-def local_split_files(root: Path, split: str) -> list[str]:
+class ParquetSource(RowSource):
+    """Hub-schema parquet files on one fsspec filesystem; a unit is one row group.
+
+    Every footer is read when the source is opened: an unreadable file or a schema without the
+    Hub's columns fails there, in one line naming the file. Reads that fail with an `OSError`
+    (network) are retried `read_retries` times, `retry_interval_s` apart, then reported in one
+    line naming the file.
+    """
+
+    def __init__(
+        self,
+        fs: fsspec.AbstractFileSystem,
+        files: list[str],
+        description: str,
+        revision: str | None,
+        read_retries: int = 20,
+        retry_interval_s: float = 5.0,
+    ) -> None:
+        self.fs, self.files, self.description, self.revision = fs, list(files), description, revision
+        self.read_retries, self.retry_interval_s = read_retries, retry_interval_s
+        self._open: dict[int, pq.ParquetFile] = {}
+        unit_file, unit_group, sizes = [], [], []
+        for file_index, file in enumerate(self.files):
+            metadata = self._with_retries(file_index, lambda handle: handle.metadata)
+            check_arrow_schema(metadata.schema.to_arrow_schema(), f"{description}: {file}")
+            for group in range(metadata.num_row_groups):
+                unit_file.append(file_index)
+                unit_group.append(group)
+                sizes.append(metadata.row_group(group).num_rows)
+        self.unit_file = np.asarray(unit_file, dtype=np.int64)
+        self.unit_group = np.asarray(unit_group, dtype=np.int64)
+        self.unit_sizes = np.asarray(sizes, dtype=np.int64)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Open file handles stay in the process that opened them (DataLoader workers reopen).
+        return {**self.__dict__, "_open": {}}
+
+    def read_unit(self, unit: int) -> list[Row]:
+        file_index, group = int(self.unit_file[unit]), int(self.unit_group[unit])
+        table = self._with_retries(file_index, lambda handle: handle.read_row_group(group, columns=list(ROW_COLUMNS)))
+        return table.to_pylist()
+
+    def annotations(self) -> list[Row]:
+        rows: list[Row] = []
+        for file_index in range(len(self.files)):
+            table = self._with_retries(file_index, lambda handle: handle.read(columns=list(ANNOTATION_COLUMNS)))
+            rows += table.to_pylist()
+        return rows
+
+    def _with_retries(self, file_index: int, read):
+        """`read(parquet_file)`, retried on `OSError`; a file that is not parquet fails at once."""
+        file = self.files[file_index]
+        for attempt in range(self.read_retries + 1):
+            try:
+                if file_index not in self._open:
+                    self._open[file_index] = pq.ParquetFile(self.fs.open(file, "rb"))
+                return read(self._open[file_index])
+            except pa.ArrowInvalid as error:
+                raise DataSourceError(
+                    f"{self.description}: {file} is not a readable parquet file ({error}); "
+                    "delete it or download it again"
+                ) from None
+            except OSError as error:
+                self._open.pop(file_index, None)
+                if attempt == self.read_retries:
+                    raise DataSourceError(
+                        f"{self.description}: reading {file} failed {attempt + 1} times ({error}); "
+                        "check the connection or raise data.read_retries"
+                    ) from None
+                time.sleep(self.retry_interval_s)
+
+
+def split_files(fs: fsspec.AbstractFileSystem, root: str, split: str) -> list[str]:
     """The parquet files of `split` under `root`, sorted: `{split}/**/*.parquet` or `**/{split}-*.parquet`."""
-    files = set(root.glob(f"{split}/**/*.parquet")) | set(root.glob(f"**/{split}-*.parquet"))
-    return sorted(str(file) for file in files)
+    found = set(fs.glob(f"{root}/{split}/**/*.parquet")) | set(fs.glob(f"{root}/**/{split}-*.parquet"))
+    return sorted(found)
 
 
-def open_split(path: str, split: str) -> datasets.IterableDataset:
-    """Open `split` of `path` (Hub id or local parquet folder) as a stream of Hub-schema rows.
+def open_split(
+    path: str, split: str, revision: str | None = None, read_retries: int = 20, retry_interval_s: float = 5.0
+) -> ParquetSource:
+    """Open `split` of `path` (a local folder or a Hub dataset id) as a `ParquetSource`.
+
+    `revision` pins a Hub dataset (a branch, tag or commit; None: the main branch), resolved to a
+    commit once so that every file of the run comes from the same one.
 
     Raises:
-        DataSourceError: the folder does not exist or holds no files for `split`, or the Hub is unreachable.
-        SchemaError: a column of the Hub schema is missing.
+        DataSourceError: the folder does not exist or holds no files for `split`, a file is not
+            parquet, or the Hub is unreachable.
+        SchemaError: a file lacks a column of the Hub schema.
     """
     root = Path(path).expanduser()
     if root.exists():
-        files = local_split_files(root, split)
-        if not files:
-            raise DataSourceError(
-                f"data.path={path} holds no parquet files for split {split!r} "
-                f"(expected {split}/*.parquet or {split}-*.parquet under it)"
-            )
-        rows = datasets.load_dataset("parquet", data_files=files, split="train", streaming=True)
-        source = f"data.path={path} ({split})"
+        fs, base, resolved = fsspec.filesystem("file"), str(root.resolve()), None
     elif path.startswith(("/", ".", "~")) or path.count("/") != 1:
         raise DataSourceError(f"data.path={path} does not exist: give a local parquet folder or a Hub dataset id")
     else:
-        try:
-            rows = datasets.load_dataset(path, split=split, streaming=True)
-        except ConnectionError as error:
-            raise DataSourceError(
-                f"Could not reach the Hugging Face Hub for {path!r} ({error}); go on with data=shapes, "
-                f"or data.path=/a/local/copy (huggingface-cli download --repo-type dataset {path} --local-dir DIR), "
-                "or set HF_DATASETS_OFFLINE=1 to use the local cache"
-            ) from None
-        source = f"{path} ({split})"
-    check_schema(rows.features, source)
-    return rows.cast_column("image", datasets.Image(decode=False))
+        fs, base, resolved = _hub_filesystem(path, revision)
+    files = split_files(fs, base, split)
+    if not files:
+        raise DataSourceError(
+            f"data.path={path} holds no parquet files for split {split!r} "
+            f"(expected {split}/*.parquet or {split}-*.parquet under it)"
+        )
+    source = ParquetSource(fs, files, f"data.path={path} ({split})", None, read_retries, retry_interval_s)
+    source.revision = resolved or _fingerprint(fs, files)
+    return source
+
+
+def _hub_filesystem(repo_id: str, revision: str | None) -> tuple[fsspec.AbstractFileSystem, str, str]:
+    """(HfFileSystem, the dataset's root at one commit, that commit) for a Hub dataset id."""
+    from huggingface_hub import HfApi, HfFileSystem
+
+    try:
+        commit = HfApi().dataset_info(repo_id, revision=revision).sha
+    except Exception as error:  # noqa: BLE001 - any failure here means "cannot reach the dataset"
+        raise DataSourceError(
+            f"Could not reach the Hugging Face Hub for {repo_id!r} ({type(error).__name__}); go on with data=shapes, "
+            f"or data.path=/a/local/copy (huggingface-cli download --repo-type dataset {repo_id} --local-dir DIR)"
+        ) from None
+    return HfFileSystem(), f"datasets/{repo_id}@{commit}", commit
+
+
+def _fingerprint(fs: fsspec.AbstractFileSystem, files: list[str]) -> str:
+    """A local split's identity for resume checks: file names and sizes, hashed."""
+    import hashlib
+
+    listing = "\n".join(f"{Path(file).name}:{fs.size(file)}" for file in files)
+    return "local-" + hashlib.sha1(listing.encode()).hexdigest()[:12]

@@ -1,190 +1,347 @@
-"""`DetectionStream`: Hub-schema rows → `(image, target)` samples, each image exactly once per epoch.
+"""`DetectionStream`: a split's rows → `(image, target)` samples, dealt evenly to every reader.
 
 Sample contract (boxes `xyxy` in absolute pixels of the image they come with):
     image (Tensor[3, H, W], uint8) RGB after resize (before any padding)
     target: boxes (Tensor[N, 4], float32), labels (Tensor[N], int64) in 1..num_classes-1
-            (the row's 0-based `category` + 1; 0 is background), image_id (Tensor[], int64),
-            orig_size (Tensor[2], int64) = (H0, W0) of the stored image, size (Tensor[2], int64) = (H, W).
+            (the row's 0-based `category` + 1; 0 is background; crowd boxes left out),
+            image_id (Tensor[], int64), orig_size (Tensor[2], int64) = (H0, W0) of the stored
+            image, size (Tensor[2], int64) = (H, W).
 A prediction maps back to the stored image's pixels with x * W0 / W and y * H0 / H.
 
-Exactly once: DataLoader worker `w` of `num_workers` on rank `r` of `world_size` is global reader
-`r * num_workers + w` of `G = world_size * num_workers`. With at least `G` shards every reader gets
-whole shards (`IterableDataset.shard`); with fewer it reads all rows in the same seeded order and
-keeps one in `G` (`split_dataset_by_node`'s "examples" strategy). Never a duplicate.
+Readers: DataLoader worker `w` of `W` on rank `r` of `R` is reader `r·W + w` of `G = R·W`
+(`W = 1` without workers). The rank, world size and worker count are fixed in the main process
+by `set_layout` before any worker starts, so any start method (fork, spawn, forkserver) gives
+the same split. `frcnn.data.partition` decides which rows each reader reads: the same number of
+full batches for every training reader, every validation row exactly once.
+
+Bad rows: annotations are checked when the stream is built (every row, no image read); a
+training row with a bad annotation or no valid box is left out of the plan, and counted. An image
+that fails later (undecodable, no box left after clipping) is counted and, in training, replaced by
+the reader's next good row (or its previous one at the end of its share), so that no reader ever
+falls short of its share; in validation it is skipped. Counts per kind live in shared memory
+(`decode_problems`), summed over workers.
+
+Resume: `state_dict()`/`load_state_dict()` give and restore this reader's position (epoch, rows
+consumed, layout); `torchdata`'s `StatefulDataLoader` keeps one per worker. Resuming reads only the
+units still needed, so the time to the first batch does not grow with the position in the epoch.
 """
 
-import warnings
-from itertools import islice
-from typing import Any, Iterator
+from __future__ import annotations
 
-import datasets
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
 import numpy as np
 import torch
-import torch.distributed as dist
-from datasets.distributed import split_dataset_by_node
 from torch.utils.data import IterableDataset, get_worker_info
 
 from frcnn.data.decode import CorruptImageError, decode_rgb
-from frcnn.data.source import set_read_retries
+from frcnn.data.partition import TrainingPlan, validation_rows
+from frcnn.data.source import DataSourceError, Row, RowSource
 from frcnn.data.transforms import DetectionTransform
 
 Sample = tuple[torch.Tensor, dict[str, torch.Tensor]]
 
-_MAX_WORKERS = 256  # slots of the shared corrupt-image counter, one per DataLoader worker id
-_ROWS_PER_READ = 16
+# Why a row was skipped; the order indexes the shared counters.
+SKIP_KINDS: tuple[str, ...] = (
+    "null_objects",
+    "malformed_objects",
+    "label_out_of_range",
+    "nonfinite_box",
+    "undecodable_image",
+    "no_box_after_clipping",
+)
+_MAX_WORKERS = 256  # slots of the shared counters, one per DataLoader worker id
+
+
+class DataLayoutError(DataSourceError):
+    """A saved data position that does not fit this run's ranks × workers."""
 
 
 class DetectionStream(IterableDataset):
-    """Decode, filter and transform a stream of Hub-schema rows, split across workers and ranks.
+    """Decode, check and transform the rows of one split, dealt to ranks × workers.
 
     Args:
-        rows: undecoded rows (`frcnn.data.source.open_split`).
+        source: the split's rows (`frcnn.data.source`).
         transform: clip / drop / resize (`DetectionTransform`).
-        shuffle: shuffle shard order and rows through a buffer of `shuffle_buffer` rows, from
-            `seed` and the epoch (`set_epoch`). Off for validation: a fixed order.
+        num_classes: classes including background; labels outside 1..num_classes-1 are bad rows.
+        train: training (usable rows only, shuffled, equal shares, replacements) or validation
+            (every row once, stored order, empty images kept).
+        batch_size: training shares are whole batches of this size.
+        shuffle_block: rows shuffled together inside a reader's share (training); also bounds
+            how many rows a resume reads before its first batch.
+        seed: shuffle and flip seed.
         hflip_prob: probability of a horizontal flip, drawn per image from (seed, epoch, image_id).
-        skip_empty: drop images left without boxes (training); validation keeps them.
-        limit: only the first `limit` rows of the split (read in stride, so it is the same set
-            for any number of workers and ranks).
-        rank, world_size: this process's place among the DDP processes; None reads
-            `torch.distributed` when the iteration starts (tests pass them to simulate ranks).
-        read_retries, retry_interval_s: `datasets` streaming retries for transient read errors.
-
-    The epoch and the corrupt-image count live in shared memory, so `set_epoch` reaches
-    persistent DataLoader workers and `num_corrupt` sums what all workers skipped.
-    `state_dict()`/`load_state_dict()` report and restore this reader's position (epoch, rows
-    read); inside `torchdata`'s `StatefulDataLoader` each worker's copy reports its own.
+        skip_empty: training leaves out rows without a valid box (validation keeps every row).
+        limit: validation reads only the first `limit` rows (the same set for any layout).
     """
 
     def __init__(
         self,
-        rows: datasets.IterableDataset,
+        source: RowSource,
         transform: DetectionTransform,
         *,
-        shuffle: bool,
-        shuffle_buffer: int = 1000,
+        num_classes: int,
+        train: bool,
+        batch_size: int = 2,
+        shuffle_block: int = 1000,
         seed: int = 0,
         hflip_prob: float = 0.0,
-        skip_empty: bool = False,
+        skip_empty: bool = True,
         limit: int | None = None,
-        rank: int | None = None,
-        world_size: int | None = None,
-        read_retries: int = 20,
-        retry_interval_s: float = 5.0,
     ) -> None:
-        self.rows = rows
+        self.source = source
         self.transform = transform
-        self.shuffle = shuffle
-        self.shuffle_buffer = shuffle_buffer
+        self.num_classes = num_classes
+        self.train = train
+        self.batch_size = batch_size
+        self.shuffle_block = max(1, shuffle_block)
         self.seed = seed
         self.hflip_prob = hflip_prob
-        self.skip_empty = skip_empty
-        self.limit = limit
-        self.rank = rank
-        self.world_size = world_size
-        self.read_retries = read_retries
-        self.retry_interval_s = retry_interval_s
+        self.skip_empty = train and skip_empty
+        self.rank, self.world_size, self.num_workers = 0, 1, 0
+        annotations = source.annotations()
+        kinds = [annotation_problem(row, num_classes) for row in annotations]
+        self.image_ids = np.asarray([row["image_id"] for row in annotations], dtype=np.int64)
+        self.num_rows = len(annotations) if limit is None else min(limit, len(annotations))
+        # Problems found before any image is read: (kind → count, kind → an example image_id).
+        self.annotation_problems = Counter(kind for kind in kinds[: self.num_rows] if kind is not None)
+        self.problem_examples = {kind: int(self.image_ids[i]) for i, kind in enumerate(kinds[: self.num_rows]) if kind}
+        if train:
+            usable = np.array([kind is None and (_has_box(row) or not skip_empty) for row, kind in zip(annotations, kinds)], dtype=bool)
+            self.plan = TrainingPlan(source.unit_starts, usable, seed)
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
-        self._corrupt = torch.zeros(_MAX_WORKERS, dtype=torch.int64).share_memory_()
-        self._position = {"epoch": 0, "rows_read": 0}
+        self._skipped = torch.zeros(_MAX_WORKERS, len(SKIP_KINDS), dtype=torch.int64).share_memory_()
+        self._examples = torch.zeros(_MAX_WORKERS, len(SKIP_KINDS), dtype=torch.int64).share_memory_()
+        self._rows_read = torch.zeros(_MAX_WORKERS, dtype=torch.int64).share_memory_()
+        self._position: dict[str, int] = {"epoch": 0, "rows": 0}
         self._resume: dict[str, int] | None = None
+
+    # ------------------------------------------------------------------ layout
+
+    def set_layout(self, rank: int, world_size: int, num_workers: int) -> None:
+        """Fix this process's place (rank of world_size) and its DataLoader's worker count."""
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+        self.rank, self.world_size, self.num_workers = rank, world_size, num_workers
+
+    @property
+    def readers_per_rank(self) -> int:
+        return max(1, self.num_workers)
+
+    @property
+    def num_readers(self) -> int:
+        return self.world_size * self.readers_per_rank
+
+    def num_batches(self) -> int:
+        """Training batches this rank yields per epoch: the same on every rank."""
+        if not self.train:
+            raise TypeError("a validation stream's length depends on skipped rows")
+        return self.readers_per_rank * self.plan.rows_per_reader(self.num_readers, self.batch_size) // self.batch_size
+
+    def _reader(self) -> int:
+        """This worker's global reader index; checks the DataLoader has the announced workers."""
+        worker = get_worker_info()
+        worker_id, num_workers = (worker.id, worker.num_workers) if worker is not None else (0, 0)
+        if num_workers != self.num_workers:
+            raise RuntimeError(f"the stream was laid out for {self.num_workers} workers but runs in {num_workers}")
+        return self.rank * self.readers_per_rank + worker_id
+
+    def rows_of(self, reader: int, epoch: int) -> np.ndarray:
+        """(ndarray[K]) the global rows `reader` reads in `epoch`, in reading order."""
+        if self.train:
+            return self.plan.reader_rows(epoch, reader, self.num_readers, self.batch_size, self.shuffle_block)
+        return validation_rows(self.num_rows, reader, self.num_readers)
+
+    # ------------------------------------------------------------ epoch, state
 
     @property
     def epoch(self) -> int:
         return int(self._epoch)
 
     def set_epoch(self, epoch: int) -> None:
-        """Reshuffle for `epoch` (training) and reseed the flips; call before each epoch's iteration."""
+        """Select `epoch`'s rows and flips; call before the epoch's iteration (Lightning does)."""
         self._epoch.fill_(epoch)
 
+    def decode_problems(self) -> dict[str, int]:
+        """Rows this process's workers skipped so far, by kind (`annotation_problems` holds the
+        ones found before reading, the same on every rank)."""
+        return {kind: count for kind, count in zip(SKIP_KINDS, self._skipped.sum(0).tolist()) if count}
+
+    def skip_example(self, kind: str) -> int | None:
+        """An image_id skipped for `kind`, if any."""
+        if kind in self.problem_examples:
+            return self.problem_examples[kind]
+        column = self._examples[:, SKIP_KINDS.index(kind)]
+        found = column[column != 0]
+        return int(found[0]) if len(found) else None
+
     @property
-    def num_corrupt(self) -> int:
-        """Images skipped as corrupt so far, across all workers."""
-        return int(self._corrupt.sum())
+    def rows_read(self) -> int:
+        """Rows the workers have tried to decode so far."""
+        return int(self._rows_read.sum())
 
     def state_dict(self) -> dict[str, int]:
-        """This reader's position: `{"epoch", "rows_read"}` (rows read in this epoch, skipped ones included)."""
-        return dict(self._position)
+        """This reader's position: epoch, rows consumed in it, and the layout it was taken in."""
+        return {**self._position, "world_size": self.world_size, "num_workers": self.num_workers}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        """Resume after `state["rows_read"]` rows at the next iteration of epoch `state["epoch"]`."""
-        self._resume = dict(state)
-        self._position = dict(state)
+        """Continue after `state["rows"]` rows of epoch `state["epoch"]` at the next iteration."""
+        saved = (state.get("world_size", 1), state.get("num_workers", 0))
+        if saved != (self.world_size, self.num_workers):
+            raise DataLayoutError(
+                f"the checkpoint's data position is for {saved[0]} rank(s) x {saved[1]} worker(s), this run has "
+                f"{self.world_size} x {self.num_workers}: resume with the same trainer.devices x trainer.num_nodes "
+                f"and data.num_workers, or start a new run from its weights"
+            )
+        self._resume = {"epoch": state["epoch"], "rows": state["rows"]}
+        self._position = dict(self._resume)
 
-    def _reader(self) -> tuple[int, int]:
-        """(global reader index, number of readers) for this worker of this rank."""
-        rank, world_size = self.rank, self.world_size
-        if world_size is None:
-            distributed = dist.is_available() and dist.is_initialized()
-            rank, world_size = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-        worker = get_worker_info()
-        worker_id, num_workers = (worker.id, worker.num_workers) if worker is not None else (0, 1)
-        return rank * num_workers + worker_id, world_size * num_workers
-
-    def _rows_for(self, reader: int, num_readers: int, epoch: int) -> tuple[datasets.IterableDataset, bool]:
-        """This reader's rows for `epoch`, and whether they are strided (one row in `num_readers`)."""
-        strided = self.limit is not None or self.rows.num_shards < num_readers
-        if strided:
-            rows = split_dataset_by_node(self.rows, rank=reader, world_size=num_readers, strategy="examples")
-        else:
-            rows = self.rows.shard(num_shards=num_readers, index=reader, contiguous=False)
-        if self.shuffle:
-            # One shard feeds the buffer at a time: interleaving shards uses threads that make
-            # `datasets` sleep 5 s at the end of every parquet iteration (apache/arrow#45214).
-            rows = rows.shuffle(seed=self.seed, buffer_size=self.shuffle_buffer, max_buffer_input_shards=1)
-            rows.set_epoch(epoch)
-        return rows, strided
+    # --------------------------------------------------------------- iteration
 
     def __iter__(self) -> Iterator[Sample]:
-        set_read_retries(self.read_retries, self.retry_interval_s)
-        reader, num_readers = self._reader()
-        epoch = self.epoch
-        rows, strided = self._rows_for(reader, num_readers, epoch)
-        skip = self._resume["rows_read"] if self._resume and self._resume["epoch"] == epoch else 0
-        self._resume = None
-        self._position = {"epoch": epoch, "rows_read": skip}
-        row_iter = islice(_unbatch(rows.iter(batch_size=_ROWS_PER_READ)), skip, None)
-        if self.limit is not None:
-            # Reader k's i-th row is row i * num_readers + k of the split.
-            row_iter = islice(row_iter, max(0, -(-(self.limit - reader) // num_readers) - skip))
         worker = get_worker_info()
-        slot = (worker.id if worker is not None else 0) % _MAX_WORKERS
-        for row in row_iter:
-            self._position["rows_read"] += 1
-            sample = self._sample(row, epoch, slot)
-            if sample is not None:
-                yield sample
+        yield from self.samples_of(self._reader(), slot=(worker.id if worker is not None else 0) % _MAX_WORKERS)
 
-    def _sample(self, row: dict[str, Any], epoch: int, slot: int) -> Sample | None:
-        """Decode and transform one row; None for a corrupt image or, if `skip_empty`, no boxes."""
+    def samples_of(self, reader: int, slot: int = 0) -> Iterator[Sample]:
+        """Reader `reader`'s samples of the current epoch, from the resumed position if any
+        (`__iter__` calls it with this worker's reader; tests call it to simulate any reader)."""
+        epoch = self.epoch
+        order = self.rows_of(reader, epoch)
+        start = self._resume["rows"] if self._resume and self._resume["epoch"] == epoch else 0
+        self._resume = None
+        self._position = {"epoch": epoch, "rows": start}
+        units = _UnitCache(self.source, order)
+        position = start
+        while position < len(order):
+            sample = self._try(units, order, position, epoch, slot)
+            if sample is not None or not self.train:
+                position += 1
+                self._position["rows"] = position
+                if sample is not None:
+                    yield sample
+                continue
+            # A training row that failed: its place goes to the next good row of this reader.
+            found, replacement = self._replacement(units, order, position, epoch, slot, reader)
+            for _ in range(position, found + 1):
+                position += 1
+                self._position["rows"] = position
+                yield replacement
+
+    def _replacement(
+        self, units: _UnitCache, order: np.ndarray, position: int, epoch: int, slot: int, reader: int
+    ) -> tuple[int, Sample]:
+        """(last position it fills, sample): the next good row after `position`, else the previous one."""
+        for ahead in range(position + 1, len(order)):
+            sample = self._try(units, order, ahead, epoch, slot)
+            if sample is not None:
+                return ahead, sample
+        for behind in range(position - 1, -1, -1):
+            sample = self._try(units, order, behind, epoch, slot, count=False)
+            if sample is not None:
+                return len(order) - 1, sample
+        raise DataSourceError(
+            f"{self.source.description}: no row of training reader {reader} can be decoded; see the warnings above"
+        )
+
+    def _try(self, units: _UnitCache, order: np.ndarray, position: int, epoch: int, slot: int, count: bool = True) -> Sample | None:
+        """The sample at `position` of `order`, or None (counted and warned) for a bad row."""
+        row = units.row(position)
+        if count:
+            self._rows_read[slot] += 1
+        kind, sample = self._sample(row, epoch)
+        if kind is not None and count:
+            index = SKIP_KINDS.index(kind)
+            self._skipped[slot, index] += 1
+            self._examples[slot, index] = int(row["image_id"])
+            warnings.warn(f"skipping image_id={row['image_id']} ({kind}) of {self.source.description}", stacklevel=2)
+        return sample
+
+    def _sample(self, row: Row, epoch: int) -> tuple[str | None, Sample | None]:
+        """(None, sample) or (kind, None) for a row that cannot make a sample."""
         image_id = int(row["image_id"])
         try:
             image = decode_rgb(row["image"])
-        except CorruptImageError as error:
-            self._corrupt[slot] += 1
-            warnings.warn(f"skipping corrupt image image_id={image_id}: {error}", stacklevel=2)
-            return None
-        objects = row["objects"]
-        gt_boxes = torch.tensor(objects["bbox"], dtype=torch.float32).reshape(-1, 4)
-        gt_labels = torch.tensor(objects["category"], dtype=torch.int64) + 1
+        except CorruptImageError:
+            return "undecodable_image", None
+        boxes, labels = target_boxes(row["objects"], self.num_classes)
         flip = self.hflip_prob > 0 and np.random.default_rng([self.seed, epoch, image_id]).random() < self.hflip_prob
         orig_size = image.shape[-2:]
-        image, gt_boxes, gt_labels = self.transform(image, gt_boxes, gt_labels, flip)
-        if self.skip_empty and len(gt_boxes) == 0:
-            return None
+        image, boxes, labels = self.transform(image, boxes, labels, flip)
+        if self.skip_empty and len(boxes) == 0:
+            return "no_box_after_clipping", None
         target = {
-            "boxes": gt_boxes,
-            "labels": gt_labels,
+            "boxes": boxes,
+            "labels": labels,
             "image_id": torch.tensor(image_id, dtype=torch.int64),
             "orig_size": torch.tensor(orig_size, dtype=torch.int64),
             "size": torch.tensor(image.shape[-2:], dtype=torch.int64),
         }
-        return image, target
+        return None, (image, target)
 
 
-def _unbatch(batches: Iterator[dict[str, list]]) -> Iterator[dict[str, Any]]:
-    """Rows of `IterableDataset.iter` batches (which, unlike `iter(ds)`, does not re-split by worker)."""
-    for batch in batches:
-        columns = list(batch)
-        for values in zip(*(batch[column] for column in columns)):
-            yield dict(zip(columns, values))
+class _UnitCache:
+    """The rows of `order`, read unit by unit; a unit is dropped after the last position that needs it."""
+
+    def __init__(self, source: RowSource, order: np.ndarray) -> None:
+        self.source = source
+        self.order = order
+        self.starts = source.unit_starts
+        self.unit_of = np.searchsorted(self.starts, order, side="right") - 1
+        self.last_use = np.zeros(len(self.starts), dtype=np.int64)
+        self.last_use[self.unit_of] = np.arange(len(order))  # later positions overwrite earlier ones
+        self.units: dict[int, list[Row]] = {}
+
+    def row(self, position: int) -> Row:
+        unit = int(self.unit_of[position])
+        if unit not in self.units:
+            self.units[unit] = self.source.read_unit(unit)
+        row = self.units[unit][int(self.order[position] - self.starts[unit])]
+        if self.last_use[unit] <= position:
+            del self.units[unit]
+        return row
+
+
+def annotation_problem(row: Row, num_classes: int) -> str | None:
+    """The kind of problem of a row's annotations (no image read), or None."""
+    objects = row.get("objects")
+    if objects is None:
+        return "null_objects"
+    try:
+        boxes = np.asarray(objects["bbox"], dtype=np.float64).reshape(-1, 4)
+        categories = np.asarray(objects["category"], dtype=np.int64).reshape(-1)
+    except (KeyError, TypeError, ValueError):
+        return "malformed_objects"
+    if len(boxes) != len(categories):
+        return "malformed_objects"
+    if len(categories) and (categories.min() < 0 or categories.max() + 1 >= num_classes):
+        return "label_out_of_range"
+    if not np.isfinite(boxes).all():
+        return "nonfinite_box"
+    return None
+
+
+def target_boxes(objects: dict[str, Any], num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(boxes (Tensor[N, 4], float32) xyxy, labels (Tensor[N], int64)) of the non-crowd objects."""
+    boxes = torch.tensor(objects["bbox"], dtype=torch.float32).reshape(-1, 4)
+    labels = torch.tensor(objects["category"], dtype=torch.int64).reshape(-1) + 1
+    crowd = objects.get("iscrowd")
+    if crowd is not None:
+        keep = ~torch.tensor(crowd, dtype=torch.bool).reshape(-1)
+        boxes, labels = boxes[keep], labels[keep]
+    return boxes, labels
+
+
+def _has_box(row: Row) -> bool:
+    """Whether a row (annotations checked) has a non-crowd box that the transform keeps: at least
+    1 px wide and high once clipped to the image (`width` × `height`)."""
+    objects = row["objects"]
+    boxes = np.asarray(objects["bbox"], dtype=np.float64).reshape(-1, 4)
+    boxes = np.clip(boxes, 0, [row["width"], row["height"], row["width"], row["height"]])
+    valid = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
+    crowd = objects.get("iscrowd")
+    if crowd is not None:
+        valid &= ~np.asarray(crowd, dtype=bool)
+    return bool(valid.any())

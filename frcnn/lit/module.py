@@ -33,6 +33,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from frcnn.distributed import gather_objects
 from frcnn.evaluation import COCOEvaluator
 from frcnn.evaluation.visualize import draw_detections
 
@@ -205,35 +206,33 @@ class DetectionModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def _steps_per_epoch(self, total_steps: int | None) -> int | None:
-        """Optimizer steps in one pass over the training data.
-
-        From the loader's length, else the data module's ``num_train_images``; for a stream
-        with neither, a run bounded by ``max_steps`` is taken to span ``max_epochs``.
-        """
+        """Optimizer steps in one pass over the training data: from the loader's length (our
+        stream's is exact and equal on every rank); for a loader without one, a run bounded by
+        ``max_steps`` is taken to span ``max_epochs``."""
         trainer = self.trainer
         num_batches = trainer.num_training_batches
-        if not math.isfinite(num_batches):
-            num_images = getattr(trainer.datamodule, "num_train_images", None)
-            batch_size = getattr(trainer.datamodule, "batch_size", None)
-            if num_images and batch_size:
-                num_batches = math.ceil(num_images / (batch_size * trainer.world_size))
-            elif total_steps is not None and trainer.max_epochs and trainer.max_epochs > 0:
-                return max(math.ceil(total_steps / trainer.max_epochs), 1)
-            else:
-                return None
-        return max(math.ceil(num_batches / trainer.accumulate_grad_batches), 1)
+        if math.isfinite(num_batches):
+            return max(math.ceil(num_batches / trainer.accumulate_grad_batches), 1)
+        if total_steps is not None and trainer.max_epochs and trainer.max_epochs > 0:
+            return max(math.ceil(total_steps / trainer.max_epochs), 1)
+        return None
 
     # -------------------------------------------------------- checkpoint state
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # The samplers of the RPN and RoI heads draw from torch's generators: a resumed run
-        # continues the same random sequence (rank 0's; other ranks continue from their seed).
-        checkpoint["rng_states"] = {"torch": torch.get_rng_state()}
+        # The samplers of the RPN and RoI heads draw from torch's generators, which differ per
+        # rank: every rank's states are gathered (a collective: Lightning builds the checkpoint
+        # on every rank) and each rank restores its own.
+        state = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
-            checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
+            state["cuda"] = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        checkpoint["rng_states"] = gather_objects(state)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._rng_states_to_restore = checkpoint.get("rng_states")
+        states = checkpoint.get("rng_states")
+        if isinstance(states, dict):  # written before per-rank states: rank 0's only
+            states = [states]
+        self._rng_states_to_restore = states
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # Restored here, not on load: building the loaders' iterators after the load draws
@@ -241,9 +240,17 @@ class DetectionModule(pl.LightningModule):
         states, self._rng_states_to_restore = self._rng_states_to_restore, None
         if not states:
             return
-        torch.set_rng_state(states["torch"])
-        if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(states["cuda"])
+        if len(states) != self.trainer.world_size:
+            warnings.warn(
+                f"the checkpoint holds random states for {len(states)} rank(s), this run has "
+                f"{self.trainer.world_size}: random streams restart from the seed",
+                stacklevel=1,
+            )
+            return
+        state = states[self.trainer.global_rank]
+        torch.set_rng_state(state["torch"])
+        if state.get("cuda") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda"], self.device)
 
 
 def _to_original_pixels(boxes_of: dict[str, Tensor], target: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -36,9 +36,13 @@ def hub_row(image_id: int, width: int = 64, height: int = 48, boxes=(), categori
 
 
 def write_split(root: Path, split: str, rows: list[dict], num_shards: int) -> Path:
-    """Write `rows` as `root/split/*.parquet` in `num_shards` files carrying the Hub features."""
+    """Write `rows` as `root/split/*.parquet` in `num_shards` files carrying the Hub features
+    (categories as plain integers when some are outside COCO's 0..79, as a scraped set may hold)."""
     (root / split).mkdir(parents=True, exist_ok=True)
     features = hub_features()
+    categories = [category for row in rows if row["objects"] for category in row["objects"]["category"]]
+    if any(not 0 <= category < 80 for category in categories):
+        features["objects"]["category"] = datasets.List(datasets.Value("int64"))
     for shard, indices in enumerate(np.array_split(np.arange(len(rows)), num_shards)):
         columns = {name: [rows[index][name] for index in indices] for name in features}
         datasets.Dataset.from_dict(columns, features=features).to_parquet(str(root / split / f"{shard:03d}.parquet"))

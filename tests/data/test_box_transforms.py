@@ -32,7 +32,8 @@ def test_resize_then_map_back_matches_the_rows(hub_folder, boxed_rows, mode, min
     stream = DetectionStream(
         open_split(str(hub_folder(boxed_rows, num_shards=2)), "val"),
         DetectionTransform(build_resize(mode, min_size, max_size, 64)),
-        shuffle=False,
+        num_classes=81,
+        train=False,
     )
     rows = {row["image_id"]: row for row in boxed_rows}
     for image, target in stream:

@@ -84,18 +84,18 @@ def batches(loader, count=None):
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_datamodule_resumes_mid_epoch_exactly(shapes_dir, num_workers):
     def fresh():
-        dm = shapes_dm(shapes_dir, num_workers=num_workers, shuffle_buffer=8, hflip_prob=0.5)
+        dm = shapes_dm(shapes_dir, num_workers=num_workers, shuffle_block=8, hflip_prob=0.5)
         dm.setup("fit")
         dm.set_epoch(1)
         return dm
 
     straight = batches(fresh().train_dataloader())
-    dm = fresh()
-    head = batches(dm.train_dataloader(), count=3)
-    state = dm.state_dict()
-    resumed_dm = fresh()
-    resumed_dm.load_state_dict(state)
-    tail = batches(resumed_dm.train_dataloader())
+    loader = fresh().train_dataloader()
+    head = batches(loader, count=3)
+    state = loader.state_dict()
+    resumed = fresh().train_dataloader()
+    resumed.load_state_dict(state)
+    tail = batches(resumed)
     assert [ids for ids, _, _ in head + tail] == [ids for ids, _, _ in straight]
     for (_, boxes, images), (_, expected_boxes, expected_images) in zip(head + tail, straight):
         torch.testing.assert_close(boxes, expected_boxes)

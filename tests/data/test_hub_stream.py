@@ -4,15 +4,15 @@ import pytest
 import torch
 
 from frcnn.data.source import open_split
-from frcnn.data.stream import DetectionStream
+from frcnn.data.stream import DataLayoutError, DetectionStream
 from frcnn.data.transforms import DetectionTransform, build_resize
 
 from hub_rows import hub_row, jpeg_bytes
 
 
-def make_stream(folder, **kwargs) -> DetectionStream:
-    options = {"shuffle": False} | kwargs
-    return DetectionStream(open_split(str(folder), "val"), DetectionTransform(build_resize("none", 0, 0, 0)), **options)
+def make_stream(folder, train: bool = False, **kwargs) -> DetectionStream:
+    transform = DetectionTransform(build_resize("none", 0, 0, 0))
+    return DetectionStream(open_split(str(folder), "val"), transform, num_classes=81, train=train, **kwargs)
 
 
 def test_category_0_and_79_become_labels_1_and_80(hub_folder):
@@ -30,7 +30,7 @@ def test_empty_image_reaches_validation_but_not_training(hub_folder):
     assert sorted(validation) == [1, 2, 3]
     assert validation[1]["boxes"].shape == (0, 4) and validation[1]["labels"].shape == (0,)
     assert validation[3]["boxes"].shape == (0, 4)  # its only box is under 1 px wide
-    training = [int(target["image_id"]) for _, target in make_stream(folder, shuffle=True, skip_empty=True)]
+    training = [int(target["image_id"]) for _, target in make_stream(folder, train=True, batch_size=1)]
     assert training == [2]
 
 
@@ -48,27 +48,62 @@ def test_corrupt_image_is_skipped_counted_and_the_epoch_goes_on(hub_folder):
     with pytest.warns(UserWarning, match="image_id=2") as caught:
         seen = [int(target["image_id"]) for _, target in stream]
     assert seen == [1, 4]
-    assert stream.num_corrupt == 2
+    assert stream.decode_problems() == {"undecodable_image": 2}
+    assert stream.skip_example("undecodable_image") in (2, 3)
     assert any("image_id=3" in str(warning.message) for warning in caught)
+
+
+def test_a_bad_training_row_is_replaced_by_the_next_good_one(hub_folder):
+    """The reader keeps its share: the bad row's place goes to the next good row of the reader."""
+    box = {"boxes": [(1.0, 1.0, 9.0, 9.0)], "categories": [3]}
+    rows = [hub_row(1, **box), hub_row(2, image=b"broken", **box), hub_row(3, **box), hub_row(4, image=b"broken", **box)]
+    stream = make_stream(hub_folder(rows), train=True, batch_size=1, shuffle_block=1)
+    with pytest.warns(UserWarning, match="undecodable_image"):
+        seen = [int(target["image_id"]) for _, target in stream]
+    assert len(seen) == 4 and set(seen) == {1, 3}
+    assert stream.decode_problems() == {"undecodable_image": 2}
+
+
+def test_bad_annotations_are_found_before_reading_and_left_out_of_training(hub_folder):
+    box = (1.0, 1.0, 9.0, 9.0)
+    rows = [
+        hub_row(1, boxes=[box], categories=[0]),
+        hub_row(2, boxes=[box], categories=[80]),  # no such class
+        hub_row(3, boxes=[box], categories=[1]),
+        hub_row(4, boxes=[box], categories=[79]),
+    ]
+    rows[2]["objects"]["bbox"] = [[float("nan"), 1.0, 9.0, 9.0]]
+    stream = make_stream(hub_folder(rows), train=True, batch_size=1)
+    assert stream.annotation_problems == {"label_out_of_range": 1, "nonfinite_box": 1}
+    assert stream.skip_example("label_out_of_range") == 2
+    assert sorted(int(target["image_id"]) for _, target in stream) == [1, 4]
 
 
 def test_state_dict_resumes_exactly_mid_epoch(hub_folder, boxed_rows):
     folder = hub_folder(boxed_rows, num_shards=3)
-    straight = make_stream(folder, shuffle=True, shuffle_buffer=4, seed=3, hflip_prob=0.5)
+    options = {"train": True, "batch_size": 1, "shuffle_block": 4, "seed": 3, "hflip_prob": 0.5}
+    straight = make_stream(folder, **options)
     straight.set_epoch(2)
     expected = [(int(target["image_id"]), target["boxes"]) for _, target in straight]
 
-    first = make_stream(folder, shuffle=True, shuffle_buffer=4, seed=3, hflip_prob=0.5)
+    first = make_stream(folder, **options)
     first.set_epoch(2)
     iterator = iter(first)
     head = [next(iterator) for _ in range(5)]
     state = first.state_dict()
-    assert state == {"epoch": 2, "rows_read": 5}
+    assert state == {"epoch": 2, "rows": 5, "world_size": 1, "num_workers": 0}
 
-    resumed = make_stream(folder, shuffle=True, shuffle_buffer=4, seed=3, hflip_prob=0.5)
+    resumed = make_stream(folder, **options)
     resumed.set_epoch(2)
     resumed.load_state_dict(state)
     got = [(int(target["image_id"]), target["boxes"]) for _, target in head + list(resumed)]
     assert [image_id for image_id, _ in got] == [image_id for image_id, _ in expected]
     for (_, boxes), (_, expected_boxes) in zip(got, expected):
         torch.testing.assert_close(boxes, expected_boxes)
+
+
+def test_a_position_from_another_layout_is_refused_in_one_line(hub_folder, boxed_rows):
+    stream = make_stream(hub_folder(boxed_rows), train=True)
+    with pytest.raises(DataLayoutError, match="2 rank\\(s\\) x 4 worker\\(s\\), this run has 1 x 0") as error:
+        stream.load_state_dict({"epoch": 0, "rows": 3, "world_size": 2, "num_workers": 4})
+    assert "\n" not in str(error.value)

@@ -1,24 +1,46 @@
-"""One-line errors: unreachable Hub, missing folder, parquet in another schema."""
+"""Opening a split: the Hub path is the local path on another filesystem; one-line errors."""
 
 import datasets
+import fsspec
 import pytest
 
+from frcnn.data import source as source_module
 from frcnn.data.schema import SchemaError
 from frcnn.data.source import DataSourceError, open_split
 
 from hub_rows import hub_row
 
 
-def test_unreachable_hub_says_how_to_go_on(monkeypatch):
-    def unreachable(*args, **kwargs):
-        raise ConnectionError("Couldn't reach 'detection-datasets/coco' on the Hub (LocalEntryNotFoundError)")
+def test_a_hub_id_reads_through_the_same_code_pinned_to_a_commit(hub_folder, boxed_rows, monkeypatch):
+    """With the Hub's filesystem swapped for the local one, a dataset id goes through exactly the
+    code that reads the Hub: file discovery, footers, row groups; the commit is the revision."""
+    folder = hub_folder(boxed_rows, num_shards=3)
+    asked = {}
 
-    monkeypatch.setattr(datasets, "load_dataset", unreachable)
+    def local_hub(repo_id, revision):
+        asked.update(repo_id=repo_id, revision=revision)
+        return fsspec.filesystem("file"), str(folder), "c0ffee"
+
+    monkeypatch.setattr(source_module, "_hub_filesystem", local_hub)
+    split = open_split("detection-datasets/coco", "val", revision="v1.0")
+    assert asked == {"repo_id": "detection-datasets/coco", "revision": "v1.0"}
+    assert split.revision == "c0ffee" and len(split.files) == 3
+    assert [row["image_id"] for row in split.annotations()] == [row["image_id"] for row in boxed_rows]
+    assert split.read_unit(0)[0]["image"]["bytes"] == boxed_rows[0]["image"]["bytes"]
+
+
+def test_unreachable_hub_says_how_to_go_on(monkeypatch):
+    import huggingface_hub
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("Couldn't reach the Hub")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", unreachable)
     with pytest.raises(DataSourceError) as error:
         open_split("detection-datasets/coco", "val")
     message = str(error.value)
     assert "\n" not in message and "could not reach the hugging face hub" in message.lower()
-    assert "data=shapes" in message and "data.path=" in message and "HF_DATASETS_OFFLINE=1" in message
+    assert "data=shapes" in message and "data.path=" in message
 
 
 def test_missing_folder_is_one_line(tmp_path):
@@ -30,6 +52,16 @@ def test_missing_folder_is_one_line(tmp_path):
 def test_folder_without_the_split(hub_folder):
     with pytest.raises(DataSourceError, match="no parquet files for split 'train'"):
         open_split(str(hub_folder([hub_row(1)])), "train")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not_parquet"])
+def test_a_broken_parquet_file_is_named_when_the_split_opens(hub_folder, boxed_rows, damage):
+    folder = hub_folder(boxed_rows, num_shards=2)
+    broken = folder / "val" / "001.parquet"
+    broken.write_bytes(broken.read_bytes()[:300] if damage == "truncated" else b"<html>not found</html>")
+    with pytest.raises(DataSourceError, match="001.parquet is not a readable parquet file") as error:
+        open_split(str(folder), "val")
+    assert "\n" not in str(error.value)
 
 
 def test_parquet_in_another_schema_names_the_missing_column(tmp_path):

@@ -1,0 +1,65 @@
+"""Checkpoints that survive kills: atomic writes, and `last.ckpt` every N optimizer steps."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write a checkpoint to a temporary file beside it, flush it to disk, then rename it into
+    place: a process killed mid-write leaves the previous checkpoint whole (rename is atomic on
+    one filesystem)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        try:
+            with open(partial, "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+
+
+class LastCheckpoint(Callback):
+    """`{dirpath}/last.ckpt` every `every_n_train_steps` optimizer steps, after every validation
+    and at the end of training — what `resume=true` continues from.
+
+    Runs on every rank (building a checkpoint gathers every rank's data position and random
+    state); Lightning's strategy writes the file from rank 0.
+    """
+
+    def __init__(self, dirpath: str, every_n_train_steps: int = 1000, filename: str = "last.ckpt") -> None:
+        if every_n_train_steps < 0:
+            raise ValueError(f"every_n_train_steps must be >= 0 (0: only at validation and the end), got {every_n_train_steps}")
+        self.path = Path(dirpath) / filename
+        self.every_n_train_steps = every_n_train_steps
+        self._saved_step: int | None = None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        step = trainer.global_step
+        if self.every_n_train_steps and step > 0 and step % self.every_n_train_steps == 0:
+            self._save(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._save(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._save(trainer)
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        if trainer.fast_dev_run or self._saved_step == trainer.global_step:
+            return
+        trainer.save_checkpoint(self.path)
+        self._saved_step = trainer.global_step
