@@ -13,10 +13,13 @@ loop calls it at every epoch start, so each epoch takes its own rows with no hel
 Outside Lightning, call `dm.set_epoch(epoch)` before iterating. The training loader has a length,
 the same on every rank.
 
-Resume: Lightning saves the training loader's `state_dict()` — every rank's position, gathered —
-in its checkpoints and gives it back to the new loader, which restores its own rank's. Outside
-Lightning: `state = loader.state_dict()`, then `dm.train_dataloader().load_state_dict(state)`.
-The data module's own `state_dict()` holds the revisions read, so a resume on other data warns.
+Resume: `dm.state_dict()` holds the training loader's position — every rank's, gathered (a
+collective: Lightning builds checkpoints on every rank) — and the revisions of the data read.
+Lightning restores the data module before it builds the loaders, and `train_dataloader()` hands
+each rank its own position, so every rank continues with its very next batch. (Lightning also
+keeps the loader's state in its loop state, but restores it only when the loader is built after
+the checkpoint is loaded, which `configure_optimizers` asking for the epoch length prevents.)
+Outside Lightning: `state = loader.state_dict()`, then `dm.train_dataloader().load_state_dict(state)`.
 """
 
 from __future__ import annotations
@@ -126,6 +129,8 @@ class DetectionDataModule(L.LightningDataModule):
         self.num_classes = len(self.class_names)
         self.train_dataset: DetectionStream | None = None
         self.val_dataset: DetectionStream | None = None
+        self._train_loader: StreamLoader | None = None
+        self._train_position: dict[str, Any] | None = None
 
     def prepare_data(self) -> None:
         """Generate the shapes set once (Lightning calls this on one process per node)."""
@@ -161,16 +166,19 @@ class DetectionDataModule(L.LightningDataModule):
             limit=None if train else self.val_limit,
         )
 
-    def _loader(self, stream: DetectionStream | None, stage: str, prefetch_lag: int = 0) -> StreamLoader:
+    def _loader(self, stream: DetectionStream | None, stage: str) -> StreamLoader:
         if stream is None:
             raise RuntimeError(f"call setup({stage!r}) before the {stage} dataloader")
         rank, world_size = rank_and_world_size(self.trainer)
-        return StreamLoader(stream, self.batch_size, rank, world_size, prefetch_lag, **self.loader_kwargs)
+        return StreamLoader(stream, self.batch_size, rank, world_size, **self.loader_kwargs)
 
     def train_dataloader(self) -> StreamLoader:
         """Batches `(images, targets)` of this rank's training share; `len()` is the same on every rank."""
-        # Lightning's training loop holds one batch prefetched beyond the one it trains on.
-        return self._loader(self.train_dataset, "fit", prefetch_lag=1 if self.trainer is not None else 0)
+        self._train_loader = self._loader(self.train_dataset, "fit")
+        if self._train_position is not None:
+            self._train_loader.load_state_dict(self._train_position)
+            self._train_position = None
+        return self._train_loader
 
     def val_dataloader(self) -> StreamLoader:
         """Batches `(images, targets)` of this rank's validation share: fixed order, empty images kept."""
@@ -187,17 +195,22 @@ class DetectionDataModule(L.LightningDataModule):
         return {split: stream for split, stream in named.items() if stream is not None}
 
     def state_dict(self) -> dict[str, Any]:
-        """The revisions of the splits read (a Hub commit, or a fingerprint of the local files)."""
-        return {"revisions": {split: stream.source.revision for split, stream in self.streams().items()}}
+        """The training loader's position on every rank, and the revisions of the splits read
+        (a Hub commit, or a fingerprint of the local files)."""
+        state: dict[str, Any] = {"revisions": {split: stream.source.revision for split, stream in self.streams().items()}}
+        if self._train_loader is not None:
+            state["train_loader"] = self._train_loader.state_dict()
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Warn in one line when a resumed run reads another revision of its data.
-
-        Lightning restores the data module after `setup`, so the splits are open by now."""
+        """Resume: the next `train_dataloader()` continues where `state_dict` was taken; warn in
+        one line when the data read now is another revision (Lightning restores the data module
+        after `setup`, so the splits are open by now)."""
+        self._train_position = state_dict.get("train_loader")
         saved = state_dict.get("revisions", {})
         for split, stream in self.streams().items():
             if split in saved and saved[split] != stream.source.revision:
                 log.warning(
-                    "data %s: reading revision %s, the checkpoint was trained on %s (pin it with data.revision=%s)",
-                    split, stream.source.revision, saved[split], saved[split],
+                    "data %s: reading revision %s, the checkpoint was trained on %s (pin a Hub dataset with data.revision=)",
+                    split, stream.source.revision, saved[split],
                 )  # fmt: skip

@@ -1,7 +1,6 @@
 """`StreamLoader`: a resumable DataLoader over a `DetectionStream` that Lightning can re-seed each epoch."""
 
 import warnings
-from collections import deque
 from typing import Any, Iterator
 
 from torch.utils.data.sampler import Sampler
@@ -39,51 +38,23 @@ class StreamLoader(StatefulDataLoader):
 
     `state_dict()` is a collective under DDP: it gathers every rank's position
     (`{"ranks": [...]}`), and `load_state_dict()` restores this rank's own, so one checkpoint
-    written by rank 0 resumes every rank exactly. `prefetch_lag`: batches the consumer holds
-    ahead of the one it has used; Lightning's training loop prefetches 1, so the saved position
-    must be the one before it.
+    written by rank 0 resumes every rank exactly. (Lightning does not prefetch from a loader
+    that has a length, so the position is that of the last batch trained on.)
     """
 
-    def __init__(
-        self,
-        stream: DetectionStream,
-        batch_size: int,
-        rank: int = 0,
-        world_size: int = 1,
-        prefetch_lag: int = 0,
-        **loader_kwargs,
-    ) -> None:
+    def __init__(self, stream: DetectionStream, batch_size: int, rank: int = 0, world_size: int = 1, **loader_kwargs) -> None:
         stream.set_layout(rank, world_size, loader_kwargs.get("num_workers", 0))
         super().__init__(stream, batch_size=batch_size, collate_fn=collate_detection, **loader_kwargs)
         # DataLoader forbids setting `sampler` after __init__ and rejects one for IterableDatasets.
         object.__setattr__(self, "sampler", _EpochSetter(stream))
         self.stream = stream
-        self.prefetch_lag = prefetch_lag
-        self._snapshots: deque[dict[str, Any]] = deque(maxlen=prefetch_lag + 1)
-        self._exhausted = False
 
     def __len__(self) -> int:
         return self.stream.num_batches()
 
-    def __iter__(self) -> Iterator:
-        iterator = super().__iter__()
-        self._exhausted = False
-        self._snapshots.clear()
-        self._snapshots.append(super().state_dict())
-        for batch in iterator:
-            self._snapshots.append(super().state_dict())
-            yield batch
-        self._exhausted = True
-
-    def local_state_dict(self) -> dict[str, Any]:
-        """This rank's position after the last batch the consumer has used (not merely prefetched)."""
-        if self._exhausted or not self._snapshots:
-            return super().state_dict()
-        return self._snapshots[0] if len(self._snapshots) > self.prefetch_lag else self._snapshots[-1]
-
     def state_dict(self) -> dict[str, Any]:
         """Every rank's position, in rank order (a collective under DDP)."""
-        return {"ranks": gather_objects(self.local_state_dict())}
+        return {"ranks": gather_objects(super().state_dict())}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Resume this rank from its own entry of `state_dict()`."""
