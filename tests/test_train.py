@@ -109,28 +109,6 @@ def test_multirun_two_jobs_in_separate_folders(tiny_overrides, tmp_path):
 
 
 @pytest.mark.slow
-def test_ddp_two_cpu_processes(tiny_overrides, tmp_path):
-    run_dir, ids_dir = tmp_path / "ddp", tmp_path / "ids"
-    overrides = [
-        *_cli_overrides(tiny_overrides),
-        "trainer=ddp",
-        "trainer.accelerator=cpu",
-        "trainer.devices=2",
-        "trainer.max_steps=2",
-        f"hydra.run.dir={run_dir}",
-        "+callbacks.record._target_=tests.lit.image_id_recorder.ImageIdRecorder",
-        f"+callbacks.record.out_dir={ids_dir}",
-    ]
-    result = _run_cli(overrides, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
-    # 2 steps x batch 2 on each rank, and no image on both ranks.
-    rank0, rank1 = ({int(line) for line in (ids_dir / f"rank{rank}.txt").read_text().split()} for rank in (0, 1))
-    assert len(rank0) == len(rank1) == 4
-    assert not rank0 & rank1
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("override", "message"),
     [

@@ -158,6 +158,13 @@ class COCOEvaluator(Metric):
         self.add_state("pred_rows", default=[], dist_reduce_fx="cat")
         self.add_state("gt_rows", default=[], dist_reduce_fx="cat")
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """float64, the rows' dtype: a rank that evaluated no image sends torchmetrics' empty
+        1-D tensor of this dtype, which must match the other ranks' flat rows in a DDP gather
+        (torchmetrics resets its own `_dtype` to float32 whenever the module is moved)."""
+        return torch.float64
+
     def update(self, preds: list[dict[str, Tensor]], targets: list[dict[str, Tensor]]) -> None:
         if len(preds) != len(targets):
             raise ValueError(f"got {len(preds)} predictions for {len(targets)} targets")
@@ -168,7 +175,7 @@ class COCOEvaluator(Metric):
             image_id = torch.as_tensor(target["image_id"], **as_f64).reshape(1)
             sizes = torch.as_tensor(target["orig_size"], **as_f64).reshape(2)
             counts = torch.tensor([num_preds, num_gts], **as_f64)
-            self.image_rows.append(torch.cat([image_id, sizes, counts]).reshape(1, _IMAGE_COLUMNS))
+            self.image_rows.append(torch.cat([image_id, sizes, counts]))
 
             self.pred_rows.append(
                 torch.cat(
@@ -178,7 +185,7 @@ class COCOEvaluator(Metric):
                         pred["labels"].reshape(num_preds, 1).to(**as_f64),
                     ],
                     dim=1,
-                )
+                ).reshape(-1)
             )
             iscrowd = target.get("iscrowd")
             area = target.get("area")
@@ -195,7 +202,7 @@ class COCOEvaluator(Metric):
                         else area.reshape(num_gts, 1).to(**as_f64),
                     ],
                     dim=1,
-                )
+                ).reshape(-1)
             )
 
     def _rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -70,6 +70,8 @@ def test_training_shares_are_equal_under_every_start_method(hub_folder, context)
     assert Counter(sum(seen, [])) == Counter(usable)
     if context != "fork":
         assert seen == ids_per_rank(stream, world_size=2, num_workers=2, context="fork")
+    validation = make_stream(open_split(str(folder), "val"), train=False)
+    assert sorted(sum(ids_per_rank(validation, world_size=2, num_workers=2, context=context), [])) == list(range(1, 29))
 
 
 def test_training_windows_carry_the_remainder_so_counts_differ_by_at_most_one():
