@@ -167,6 +167,9 @@ class DetectionStream(IterableDataset):
         objects = row["objects"]
         gt_boxes = torch.tensor(objects["bbox"], dtype=torch.float32).reshape(-1, 4)
         gt_labels = torch.tensor(objects["category"], dtype=torch.int64) + 1
+        if objects.get("iscrowd") is not None:  # COCO folders: crowds are scored as such, never trained on
+            keep = ~torch.tensor(objects["iscrowd"], dtype=torch.bool).reshape(-1)
+            gt_boxes, gt_labels = gt_boxes[keep], gt_labels[keep]
         flip = self.hflip_prob > 0 and np.random.default_rng([self.seed, epoch, image_id]).random() < self.hflip_prob
         orig_size = image.shape[-2:]
         image, gt_boxes, gt_labels = self.transform(image, gt_boxes, gt_labels, flip)

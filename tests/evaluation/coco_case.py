@@ -1,4 +1,5 @@
-"""A hand-built COCO evaluation case and the pycocotools oracle, shared by the evaluation tests."""
+"""A hand-built COCO evaluation case (detections + Hub-schema rows) and the pycocotools oracle,
+shared by the evaluation tests."""
 
 import contextlib
 import io
@@ -6,6 +7,8 @@ import io
 import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+
+from frcnn.evaluation import COCOEvaluator, coco_ground_truth_from_rows
 
 CLASS_NAMES = ["background", "circle", "square", "triangle"]
 LABEL_TO_CATEGORY_ID = [0, 1, 3, 7]  # non-contiguous ids, as COCO's
@@ -23,29 +26,34 @@ def _random_boxes(num_boxes: int, height: int, width: int, side: tuple[float, fl
 
 
 def _image(image_id, height, width, gt_boxes, gt_labels, pred_boxes, pred_labels, generator, **extra):
-    target = {
-        "boxes": gt_boxes.float(),
-        "labels": torch.as_tensor(gt_labels, dtype=torch.int64),
-        "image_id": torch.tensor(image_id),
-        "orig_size": torch.tensor([height, width]),
-        **extra,
+    """(prediction, Hub-schema row without the image); ``extra``: more ``objects`` lists."""
+    row = {
+        "image_id": image_id,
+        "width": width,
+        "height": height,
+        "objects": {
+            "bbox": gt_boxes.float().tolist(),
+            "category": (torch.as_tensor(gt_labels, dtype=torch.int64) - 1).tolist(),
+            **{name: torch.as_tensor(values).tolist() for name, values in extra.items()},
+        },
     }
     pred = {
         "boxes": pred_boxes.float(),
         "scores": torch.rand(len(pred_boxes), generator=generator),
         "labels": torch.as_tensor(pred_labels, dtype=torch.int64),
     }
-    return pred, target
+    return pred, row
 
 
 def hand_built_case() -> tuple[list[dict], list[dict]]:
-    """Eight images with the awkward cases named in the docstring of each block."""
+    """(preds, rows) of eight images with the awkward cases named in the comment of each block;
+    rows are Hub-schema rows without the image (categories 0-based: label - 1)."""
     generator = torch.Generator().manual_seed(0)
-    preds, targets = [], []
+    preds, rows = [], []
 
-    def add(pred_target):
-        preds.append(pred_target[0])
-        targets.append(pred_target[1])
+    def add(pred_row):
+        preds.append(pred_row[0])
+        rows.append(pred_row[1])
 
     # Ordinary images: small, medium and large boxes of all classes, jittered
     # detections, a few wrong labels and a few false positives.
@@ -73,7 +81,19 @@ def hand_built_case() -> tuple[list[dict], list[dict]]:
     extra = {"iscrowd": torch.tensor([0, 1, 0]), "area": (gt_boxes[:, 2:] - gt_boxes[:, :2]).prod(1) * 0.6}
     pred_boxes = torch.cat([_jitter(gt_boxes, generator, 0.05), _random_boxes(2, 400, 400, (30, 200), generator)])
     add(_image(872, 400, 400, gt_boxes, [3, 3, 2], pred_boxes, [3, 3, 2, 3, 1], generator, **extra))
-    return preds, targets
+    return preds, rows
+
+
+def hand_built_evaluator(class_metrics: bool = False, class_names=CLASS_NAMES, **kwargs) -> COCOEvaluator:
+    """A COCOEvaluator whose ground truth is the hand-built case's rows; no update yet."""
+    _, rows = hand_built_case()
+    category_ids = [*LABEL_TO_CATEGORY_ID[1:], *range(100, 100 + len(class_names) - len(LABEL_TO_CATEGORY_ID))]
+    ground_truth = coco_ground_truth_from_rows(rows, class_names[1:], category_ids)
+    return COCOEvaluator([0, *category_ids], class_metrics=class_metrics, ground_truth=ground_truth, **kwargs)
+
+
+def image_ids(rows: list[dict]) -> list[int]:
+    return [row["image_id"] for row in rows]
 
 
 def pycocotools_eval(ground_truth_file, detections_file) -> COCOeval:
