@@ -3,6 +3,7 @@ shared by the evaluation tests."""
 
 import contextlib
 import io
+import json
 
 import torch
 from pycocotools.coco import COCO
@@ -104,3 +105,74 @@ def pycocotools_eval(ground_truth_file, detections_file) -> COCOeval:
         coco_eval.accumulate()
         coco_eval.summarize()
     return coco_eval
+
+
+# A COCO folder with every awkward case of the official protocol. Category ids are not
+# contiguous and listed out of order (one, donut, has no annotation); `area` (a mask area)
+# puts boxes in another small/medium/large range than their box area; crowds (one with a real
+# box inside it); boxes partly outside their image; an empty image. Boxes are [x, y, w, h].
+FOLDER_CATEGORIES = [{"id": 42, "name": "kite"}, {"id": 5, "name": "airplane"}, {"id": 17, "name": "cat"}, {"id": 60, "name": "donut"}]
+FOLDER_IMAGES = {42: (640, 480), 7: (320, 240), 1001: (200, 200), 9: (500, 400)}  # id: (width, height)
+FOLDER_ANNOTATIONS = [  # (image_id, category_id, bbox, area, iscrowd)
+    (42, 17, [50.5, 60.25, 120, 90], 3000.5, 0),  # box area 10800 (large), area medium
+    (42, 5, [300, 200, 40, 40], 700.0, 0),  # box medium, area small
+    (42, 42, [600, 100, 80, 50], 3500.0, 0),  # partly outside (x + w = 680 > 640)
+    (42, 17, [200, 250, 300, 200], 40000.0, 1),  # crowd
+    (7, 5, [10, 10, 25, 20], 1500.0, 0),  # box small, area medium
+    (7, 42, [100, 50, 150, 150], 22000.0, 0),
+    (7, 17, [20, 150, 30, 30], 600.0, 0),
+    (9, 42, [0, 0, 300, 200], 45000.0, 0),
+    (9, 17, [250, 150, 240, 240], 30000.0, 1),  # crowd with a real cat inside it
+    (9, 17, [260, 160, 60, 60], 2000.0, 0),
+    (9, 5, [-5, 350, 40, 60], 1800.0, 0),  # partly outside (x < 0, y + h = 410 > 400)
+]
+# Detections in the dataset's ids: (image_id, category_id, [x, y, w, h]).
+PLANTED = [
+    (42, 17, [52, 58, 118, 95]), (42, 17, [56, 66, 100, 80]), (42, 5, [303, 198, 38, 44]),
+    (42, 42, [598, 102, 42, 48]),  # the in-image part of the box partly outside
+    (42, 17, [210, 260, 100, 80]), (42, 17, [320, 300, 150, 140]), (42, 17, [205, 255, 290, 190]),  # on the crowd
+    (42, 5, [220, 270, 120, 100]), (42, 60, [10, 300, 60, 60]),
+    (7, 5, [11, 9, 26, 22]), (7, 42, [105, 45, 140, 160]), (7, 17, [22, 148, 30, 33]), (7, 5, [100, 50, 150, 150]),
+    (1001, 42, [20, 20, 80, 80]),
+    (9, 42, [5, 3, 290, 205]), (9, 17, [262, 163, 58, 57]), (9, 17, [330, 250, 100, 100]), (9, 17, [400, 300, 80, 80]),
+    (9, 5, [0, 352, 35, 48]), (9, 42, [300, 10, 150, 100]),
+]  # fmt: skip
+
+
+def write_coco_folder(root) -> None:
+    """``root/val`` (and ``root/train``, the same) as a COCO folder of the case above."""
+    from PIL import Image
+
+    split_dir = root / "val"
+    (split_dir / "images").mkdir(parents=True)
+    for image_id, size in FOLDER_IMAGES.items():
+        Image.new("RGB", size, (120, 110, 100)).save(split_dir / "images" / f"{image_id:012d}.jpg")
+    coco = {
+        "images": [{"id": i, "file_name": f"{i:012d}.jpg", "width": w, "height": h} for i, (w, h) in FOLDER_IMAGES.items()],
+        "annotations": [
+            {"id": 1000 + n, "image_id": i, "category_id": c, "bbox": bbox, "area": area, "iscrowd": crowd, "segmentation": []}
+            for n, (i, c, bbox, area, crowd) in enumerate(FOLDER_ANNOTATIONS)
+        ],
+        "categories": FOLDER_CATEGORIES,
+    }
+    (split_dir / "instances.json").write_text(json.dumps(coco))
+    (root / "train").symlink_to(split_dir)
+
+
+def planted_predictions(label_to_category_id: list[int], seed: int = 0) -> tuple[list[dict], list[int]]:
+    """(preds, image ids): ``PLANTED`` as one prediction per image of the folder (image-id order),
+    boxes xyxy, our labels, distinct random scores."""
+    generator = torch.Generator().manual_seed(seed)
+    image_ids = sorted(FOLDER_IMAGES)
+    preds = []
+    for image_id in image_ids:
+        planted = [(c, box) for i, c, box in PLANTED if i == image_id]
+        xywh = torch.tensor([box for _, box in planted], dtype=torch.float64).reshape(-1, 4)
+        preds.append(
+            {
+                "boxes": torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1).float(),
+                "scores": torch.rand(len(planted), generator=generator),
+                "labels": torch.tensor([label_to_category_id.index(c) for c, _ in planted], dtype=torch.int64),
+            }
+        )
+    return preds, image_ids
