@@ -31,7 +31,7 @@ def synthetic_batches(num_images: int, detections_per_image: int, batch_size: in
     generator = torch.Generator().manual_seed(seed)
     height, width = 480, 640
     for start in range(0, num_images, batch_size):
-        preds, targets = [], []
+        preds, rows = [], []
         for image_id in range(start, min(start + batch_size, num_images)):
             num_gts = int(torch.randint(0, 15, (1,), generator=generator))
             corners = torch.rand(num_gts, 2, generator=generator) * torch.tensor([width * 0.8, height * 0.8])
@@ -54,7 +54,7 @@ def synthetic_batches(num_images: int, detections_per_image: int, batch_size: in
                 ]
             )
             preds.append({"boxes": pred_boxes, "scores": torch.rand(len(pred_boxes), generator=generator), "labels": pred_labels})
-            targets.append(
+            rows.append(
                 {
                     "image_id": image_id,
                     "width": width,
@@ -62,7 +62,7 @@ def synthetic_batches(num_images: int, detections_per_image: int, batch_size: in
                     "objects": {"bbox": gt_boxes.tolist(), "category": (gt_labels - 1).tolist()},
                 }
             )
-        yield preds, targets
+        yield preds, rows
 
 
 def _random_boxes(num_boxes: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
