@@ -151,11 +151,12 @@ class DetectionModule(pl.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._num_drawn = 0
-        # The split's stored annotations (cached by the data module): every rank holds them all,
-        # and the metric scores the images that the ranks together evaluated.
+        # The split's stored annotations (cached by the data module) and its ids, from one source:
+        # every rank holds them all, and the metric scores the images the ranks evaluated together.
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "val_ground_truth"):
             self.val_metric.ground_truth = datamodule.val_ground_truth()
+            self.val_metric.label_to_category_id = datamodule.label_to_category_id
 
     def on_validation_epoch_end(self) -> None:
         metrics = self.val_metric.compute()

@@ -100,7 +100,8 @@ class PlantedDetector(nn.Module):
 def test_validation_logs_the_official_numbers(folder):
     """Validation (DetectionModule + trainer.validate) and the metric API are one path."""
     dm = folder_datamodule(folder)
-    module = DetectionModule({"model": {"_target_": "torch.nn.Identity"}}, dm.class_names, dm.label_to_category_id)
+    # No ids given to the module (as an older checkpoint's identity map): the data module's win.
+    module = DetectionModule({"model": {"_target_": "torch.nn.Identity"}}, dm.class_names, label_to_category_id=None)
     preds, _ = planted_predictions(dm.label_to_category_id)  # image-id order, the loader's
     module.model = PlantedDetector(preds)
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
