@@ -82,7 +82,9 @@ def coco_ground_truth_from_rows(
             )
         ]  # fmt: skip
     ground_truth = {
-        "info": {"left_out": {"annotations": sum(left_out.values()), "reasons": dict(left_out), "image_ids": sorted(bad_images)}},
+        "info": {
+            "left_out": {"annotations": sum(left_out.values()), "reasons": dict(left_out), "image_ids": sorted(bad_images)}
+        },
         "images": images,
         "annotations": annotations,
         "categories": [{"id": int(cid), "name": str(name)} for cid, name in zip(ids.tolist(), class_names)],

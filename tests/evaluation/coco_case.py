@@ -111,7 +111,9 @@ def pycocotools_eval(ground_truth_file, detections_file) -> COCOeval:
 # contiguous and listed out of order (one, donut, has no annotation); `area` (a mask area)
 # puts boxes in another small/medium/large range than their box area; crowds (one with a real
 # box inside it); boxes partly outside their image; an empty image. Boxes are [x, y, w, h].
-FOLDER_CATEGORIES = [{"id": 42, "name": "kite"}, {"id": 5, "name": "airplane"}, {"id": 17, "name": "cat"}, {"id": 60, "name": "donut"}]
+FOLDER_CATEGORIES = [
+    {"id": 42, "name": "kite"}, {"id": 5, "name": "airplane"}, {"id": 17, "name": "cat"}, {"id": 60, "name": "donut"}
+]  # fmt: skip
 FOLDER_IMAGES = {42: (640, 480), 7: (320, 240), 1001: (200, 200), 9: (500, 400)}  # id: (width, height)
 FOLDER_ANNOTATIONS = [  # (image_id, category_id, bbox, area, iscrowd)
     (42, 17, [50.5, 60.25, 120, 90], 3000.5, 0),  # box area 10800 (large), area medium

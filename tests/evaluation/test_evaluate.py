@@ -164,7 +164,8 @@ def test_evaluate_with_gt_json(shapes_checkpoint, tmp_path):
 
     printed = io.StringIO()
     with contextlib.redirect_stdout(io.StringIO()):
-        coco_eval = COCOeval(COCO(str(tmp_path / "instances.json")), COCO(str(tmp_path / "instances.json")).loadRes(str(run_dir / "detections.json")), "bbox")
+        coco_gt = COCO(str(tmp_path / "instances.json"))
+        coco_eval = COCOeval(coco_gt, coco_gt.loadRes(str(run_dir / "detections.json")), "bbox")
         coco_eval.evaluate()
         coco_eval.accumulate()
     with contextlib.redirect_stdout(printed):

@@ -72,7 +72,9 @@ def test_restrict_to_images_copies():
     assert [a["image_id"] for a in subset["annotations"]] == [2] and [i["id"] for i in subset["images"]] == [2]
     subset["annotations"][0]["bbox"][0] = 99
     subset["annotations"][0]["ignore"] = 1
-    assert ground_truth["annotations"][1] == {"id": 2, "image_id": 2, "category_id": 18, "bbox": [0.0, 0.0, 8.0, 8.0], "area": 64.0, "iscrowd": 0}
+    assert ground_truth["annotations"][1] == {
+        "id": 2, "image_id": 2, "category_id": 18, "bbox": [0.0, 0.0, 8.0, 8.0], "area": 64.0, "iscrowd": 0
+    }  # fmt: skip
     with pytest.raises(GroundTruthError, match="1 of the 2 evaluated images"):
         restrict_to_images(ground_truth, [2, 3])
 

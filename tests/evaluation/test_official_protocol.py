@@ -112,7 +112,8 @@ def test_validation_logs_the_official_numbers(folder):
     write_json(evaluator.coco_results(), folder / "detections.json")
     oracle = pycocotools_eval(folder / "val" / "instances.json", folder / "detections.json")
     logged = {name: trainer.callback_metrics[f"val/{name}"].item() for name in VAL_METRIC_NAMES}
-    np.testing.assert_allclose([logged[name] for name in VAL_METRIC_NAMES], oracle.stats[[METRIC_INDEX[n] for n in VAL_METRIC_NAMES]], atol=1e-6, rtol=0)
+    expected = oracle.stats[[METRIC_INDEX[name] for name in VAL_METRIC_NAMES]]
+    np.testing.assert_allclose([logged[name] for name in VAL_METRIC_NAMES], expected, atol=1e-6, rtol=0)
 
 
 def test_coco_ids_round_trip_from_torchvision(tmp_path):
@@ -130,7 +131,8 @@ def test_coco_ids_round_trip_from_torchvision(tmp_path):
         theirs.cls_score.bias[gaps] = -1e4  # no category behind these ids: never predicted, as trained
     ours = FastRCNNPredictor(16, 81)
     state = {f"roi_heads.box_predictor.{k}": v for k, v in theirs.state_dict().items()}
-    ours.load_state_dict({k.removeprefix("roi_heads.box_predictor."): v for k, v in from_torchvision(state, coco_to_80=True).items()})
+    converted = from_torchvision(state, coco_to_80=True)
+    ours.load_state_dict({k.removeprefix("roi_heads.box_predictor."): v for k, v in converted.items()})
     features = torch.randn(200, 16)
     their_scores, their_deltas = theirs(features)
     our_scores, our_deltas = ours(features)
