@@ -1,17 +1,20 @@
-"""Evaluate a checkpoint with COCO mAP: `python evaluate.py ckpt=PATH [data=...] [data.path=...] [limit=N]`.
+"""Evaluate a checkpoint with COCO mAP: `python evaluate.py ckpt=PATH [data=...] [data.path=...] [limit=N] [gt_json=FILE]`.
 
 Runs the model over the val split (every image, empty ones too; `limit=N`: the first N), maps
-the boxes to original pixels, prints the 12-number COCO table and per-class AP, and writes to
-the run folder (outputs/eval/DATE/TIME):
+the boxes to original pixels and scores them by the official COCO protocol against the split's
+stored annotations (boxes, areas, crowds, ids untouched), or with `gt_json=instances_val2017.json`
+against that file (its ids must be the data's; only the evaluated images are scored). Prints the
+12-number COCO table and per-class AP, and writes to the run folder (outputs/eval/DATE/TIME):
 
     metrics.json       the 12 numbers (AP, AP50, ..., ARl), per-class AP, counts, timings
-    detections.json    COCO results: image_id, category_id, bbox [x, y, w, h], score
-    ground_truth.json  the evaluated images and their boxes as a COCO instances file
+    detections.json    COCO results with the dataset's ids: image_id, category_id, bbox [x, y, w, h], score
+    ground_truth.json  the ground truth of the evaluated images (a COCO instances file)
     pictures/*.png     `visualize=N` images with detections (or `proposals=true`: RPN proposals)
     tensorboard/       the same pictures and numbers
 
-pycocotools over the two json files reproduces metrics.json. See conf/evaluate.yaml for how the
-checkpoint's config and the command line combine.
+pycocotools over the two json files reproduces metrics.json (and over detections.json and the
+gt_json file itself, when every image of the file was evaluated). See conf/evaluate.yaml for how
+the checkpoint's config and the command line combine.
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from frcnn.evaluation import COCOEvaluator, evaluate_coco, write_json
+from frcnn.evaluation import COCOEvaluator, GroundTruthError, evaluate_coco, load_ground_truth_json, write_json
 from frcnn.evaluation.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint
-from frcnn.evaluation.inference import original_pixels, predict
+from frcnn.evaluation.ground_truth import check_same_ids, left_out_message
+from frcnn.evaluation.inference import in_original_pixels, predict
 from frcnn.evaluation.report import format_coco_table, format_per_class_table, write_metrics
 from frcnn.evaluation.visualize import draw_detections, draw_proposals, save_picture
 
@@ -109,16 +113,17 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             f"the checkpoint's model has {model_classes} classes, the data {datamodule.num_classes}: "
             f"evaluate it on data with the same classes"
         )
+    ground_truth, source = ground_truth_of(cfg, datamodule)
     device = _device(cfg.device)
     model = build_model(config, checkpoint, datamodule.num_classes).to(device)
     amp_dtype = getattr(torch, cfg.amp_dtype) if cfg.amp_dtype else None
 
-    evaluator = COCOEvaluator(class_names=class_names, label_to_category_id=datamodule.label_to_category_id)
+    evaluator = COCOEvaluator(datamodule.label_to_category_id, ground_truth=ground_truth)
     to_draw: list[tuple] = []
     tic = time.perf_counter()
     num_images = 0
     for images, targets, detections in predict(model, datamodule.val_dataloader(), device, amp_dtype):
-        evaluator.update(*original_pixels(targets, detections))
+        evaluator.update(in_original_pixels(detections, targets), [target["image_id"] for target in targets])
         num_images += len(images)
         for drawn in zip(images, targets, detections):
             if len(to_draw) < cfg.visualize:
@@ -132,16 +137,26 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     summary = evaluate_coco(ground_truth, results, copy_inputs=False)
     scoring_s = time.perf_counter() - tic
 
+    left_out = ground_truth.get("info", {}).get("left_out", {})
     metrics = write_metrics(
         summary,
         run_dir / "metrics.json",
         num_images=len(ground_truth["images"]),
         num_detections=len(results),
+        ground_truth=source,
+        num_ground_truth_images=len(evaluator.ground_truth["images"]),
+        num_annotations_left_out=left_out.get("annotations", 0),
         ckpt=str(Path(cfg.ckpt).expanduser().resolve()),
         seconds={"inference": round(inference_s, 3), "scoring": round(scoring_s, 3)},
     )
     print(format_coco_table(summary.stats))
     print(format_per_class_table(summary))
+    print(
+        f"ground truth: {source}; scored the {len(ground_truth['images'])} evaluated images of its "
+        f"{len(evaluator.ground_truth['images'])} ({len(ground_truth['annotations'])} annotations)"
+    )
+    if message := left_out_message(ground_truth):
+        print(message)
     print(
         f"{num_images} images, {len(results)} detections: inference {inference_s:.1f} s, "
         f"scoring {scoring_s:.1f} s. Results in {run_dir}"
@@ -158,6 +173,27 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             save_picture(picture, run_dir / "pictures" / f"{image_id}.png")
             writer.add_image(f"eval/{'proposals' if cfg.proposals else 'detections'}/{image_id}", picture)
     return json.loads(metrics.read_text())
+
+
+def ground_truth_of(cfg: DictConfig, datamodule: Any) -> tuple[dict[str, Any], str]:
+    """(the ground truth to score against, where it comes from): the val split's stored
+    annotations, or the ``gt_json`` file after checking that its ids are the data's.
+
+    Raises:
+        GroundTruthError: ``gt_json`` unreadable, or its image or category ids not the data's.
+    """
+    split_ground_truth = datamodule.val_ground_truth()
+    if not cfg.gt_json:
+        return split_ground_truth, f"the stored annotations of the {datamodule.val_split} split"
+    path = Path(cfg.gt_json).expanduser().resolve()
+    ground_truth = load_ground_truth_json(path)
+    check_same_ids(
+        ground_truth,
+        image_ids=[image["id"] for image in split_ground_truth["images"]],
+        category_ids=datamodule.label_to_category_id[1:],
+        name=f"gt_json={path}",
+    )
+    return ground_truth, f"gt_json={path}"
 
 
 def _picture(cfg, model, device, amp_dtype, image, target, detection, class_names) -> torch.Tensor:
@@ -182,7 +218,7 @@ def _picture(cfg, model, device, amp_dtype, image, target, detection, class_name
 def main(cfg: DictConfig) -> None:
     try:
         evaluate(cfg)
-    except CheckpointError as error:
+    except (CheckpointError, GroundTruthError) as error:
         print(f"evaluate.py: {error}", file=sys.stderr)
         sys.exit(1)
 

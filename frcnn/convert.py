@@ -24,10 +24,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["COCO_CATEGORY_IDS", "from_torchvision", "to_torchvision"]
+from frcnn.data.coco_classes import COCO_CATEGORY_IDS
 
-# COCO category id of each of the 80 classes, in the Hub dataset's ClassLabel order (label - 1).
-COCO_CATEGORY_IDS = tuple(i for i in range(1, 91) if i not in {12, 26, 29, 30, 45, 66, 68, 69, 71, 83})
+__all__ = ["COCO_CATEGORY_IDS", "from_torchvision", "to_torchvision"]
 
 # (torchvision pattern, ours) — group 1 is a level index where there is one.
 _RENAMES = (

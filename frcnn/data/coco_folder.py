@@ -1,8 +1,12 @@
-"""A local COCO-format folder read as a stream of Hub-schema rows.
+"""A local COCO-format folder read as Hub-schema rows.
 
 Layout: `{root}/{split}/images/<file_name>` and `{root}/{split}/instances.json` (or the one
 `.json` in `{root}/{split}/annotations/`), with boxes `[x, y, w, h]` and arbitrary category ids.
-Categories sorted by id get contiguous indices 0..K-1 (labels 1..K); `iscrowd` boxes are dropped.
+Categories sorted by id get contiguous indices 0..K-1 (labels 1..K); an annotation with an id
+outside `categories` gets index -1 (a bad row: counted, never trained on). Every annotation is
+kept, crowds too: `objects.iscrowd` marks them (the training stream drops them from targets; the
+evaluation scores them as crowds) and `objects.area` is the file's `area` (the box area where it
+has none).
 """
 
 import json
@@ -39,8 +43,7 @@ class CocoFolder:
         self.images: list[dict] = sorted(coco["images"], key=lambda image: image["id"])
         self.annotations: dict[int, list[dict]] = {image["id"]: [] for image in self.images}
         for annotation in coco["annotations"]:
-            if not annotation.get("iscrowd", 0):
-                self.annotations[annotation["image_id"]].append(annotation)
+            self.annotations[annotation["image_id"]].append(annotation)
         self.index_of = {category_id: index for index, category_id in enumerate(self.category_ids)}
 
     def source(self, unit_size: int = 64) -> "CocoFolderSource":
@@ -51,15 +54,17 @@ class CocoFolder:
         """The Hub-schema row (boxes xyxy) of image `index`; its bytes are read only `with_image`."""
         image = self.images[index]
         objects = self.annotations[image["id"]]
+        boxes = [annotation["bbox"] for annotation in objects]
         row = {
             "image_id": image["id"],
             "width": image["width"],
             "height": image["height"],
             "objects": {
                 "bbox_id": [annotation["id"] for annotation in objects],
-                "category": [self.index_of[annotation["category_id"]] for annotation in objects],
-                "bbox": [[x, y, x + w, y + h] for x, y, w, h in (annotation["bbox"] for annotation in objects)],
-                "area": [int(annotation["bbox"][2] * annotation["bbox"][3]) for annotation in objects],
+                "category": [self.index_of.get(annotation["category_id"], -1) for annotation in objects],
+                "bbox": [[x, y, x + w, y + h] for x, y, w, h in boxes],
+                "area": [annotation.get("area", w * h) for annotation, (_, _, w, h) in zip(objects, boxes)],
+                "iscrowd": [int(annotation.get("iscrowd", 0)) for annotation in objects],
             },
         }
         if with_image:

@@ -25,12 +25,13 @@ Outside Lightning: `state = loader.state_dict()`, then `dm.train_dataloader().lo
 from __future__ import annotations
 
 import logging
+from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
 
-from frcnn.data.coco_classes import COCO_CLASSES
+from frcnn.data.coco_classes import COCO_CATEGORY_IDS, COCO_CLASSES
 from frcnn.data.coco_folder import CocoFolder
 from frcnn.data.loader import StreamLoader
 from frcnn.data.shapes import ensure_shapes
@@ -38,6 +39,7 @@ from frcnn.data.source import RowSource, open_split
 from frcnn.data.stream import DetectionStream
 from frcnn.data.transforms import DetectionTransform, ResizeMode, build_resize
 from frcnn.distributed import rank_and_world_size
+from frcnn.evaluation.ground_truth import coco_ground_truth_from_rows
 
 log = logging.getLogger(__name__)
 Source = Literal["hub", "shapes", "coco_folder"]
@@ -64,9 +66,10 @@ class DetectionDataModule(L.LightningDataModule):
     Attributes:
         num_classes: classes including background (81 for COCO and shapes).
         class_names: `num_classes` names, index 0 = "background".
-        label_to_category_id: label → category id for results files. The Hub dataset carries no
-            original COCO ids, so for `hub`/`shapes` label L maps to L; for `coco_folder` to the
-            folder's own category ids (index 0, background, maps to 0).
+        label_to_category_id: label → the dataset's category id, for results files: COCO's own
+            ids (1..90 with gaps, `COCO_CATEGORY_IDS`) for `hub`/`shapes`, whose 0-based
+            `category` follows COCO's order; the folder's own ids for `coco_folder`. Index 0,
+            background, maps to 0.
     """
 
     def __init__(
@@ -125,12 +128,13 @@ class DetectionDataModule(L.LightningDataModule):
             self.label_to_category_id = [0, *folder.category_ids]
         else:
             self.class_names = ["background", *COCO_CLASSES]
-            self.label_to_category_id = list(range(len(self.class_names)))
+            self.label_to_category_id = [0, *COCO_CATEGORY_IDS]
         self.num_classes = len(self.class_names)
         self.train_dataset: DetectionStream | None = None
         self.val_dataset: DetectionStream | None = None
         self._train_loader: StreamLoader | None = None
         self._train_position: dict[str, Any] | None = None
+        self._val_ground_truth: dict[str, Any] | None = None
 
     def prepare_data(self) -> None:
         """Generate the shapes set once (Lightning calls this on one process per node)."""
@@ -183,6 +187,18 @@ class DetectionDataModule(L.LightningDataModule):
     def val_dataloader(self) -> StreamLoader:
         """Batches `(images, targets)` of this rank's validation share: fixed order, empty images kept."""
         return self._loader(self.val_dataset, "validate")
+
+    def val_ground_truth(self) -> dict[str, Any]:
+        """The COCO instances dict of the val split (the first `val_limit` images): its stored
+        boxes, areas, crowds and ids, read without decoding an image; built once, then cached."""
+        if self._val_ground_truth is None:
+            if self.val_dataset is None:
+                self.setup("validate")
+            rows = self.val_dataset.source.annotations()  # the stream's own rows, no image bytes
+            self._val_ground_truth = coco_ground_truth_from_rows(
+                islice(rows, self.val_limit), self.class_names[1:], self.label_to_category_id[1:]
+            )
+        return self._val_ground_truth
 
     def set_epoch(self, epoch: int) -> None:
         """Select `epoch`'s training rows (Lightning does this by itself; see the module doc)."""

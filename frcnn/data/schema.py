@@ -2,7 +2,9 @@
 
 Each row: `image_id` int64, `image` (encoded bytes), `width`/`height` int64, and `objects`, a struct of lists with one entry per object:
 {`bbox_id` int64, `category` ClassLabel (0-based), `bbox` [x_min, y_min, x_max, y_max] absolute
-pixels, `area`}. There is no `iscrowd` field.
+pixels, `area`}. The Hub has no `iscrowd` field and integer areas; a COCO folder's rows
+(`hub_features(..., coco_folder=True)`) add `iscrowd` (0/1 per object) and carry the float
+areas of its instances.json.
 """
 
 from collections.abc import Sequence
@@ -23,8 +25,17 @@ class SchemaError(ValueError):
     """A data source whose columns do not follow the Hub schema."""
 
 
-def hub_features(class_names: Sequence[str] = COCO_CLASSES) -> datasets.Features:
-    """The Hub schema's `datasets.Features`, with `class_names` as the category `ClassLabel`."""
+def hub_features(class_names: Sequence[str] = COCO_CLASSES, *, coco_folder: bool = False) -> datasets.Features:
+    """The Hub schema's `datasets.Features`, with `class_names` as the category `ClassLabel`;
+    `coco_folder`: float `area`s and an `objects.iscrowd` list."""
+    objects = {
+        "bbox_id": datasets.List(datasets.Value("int64")),
+        "category": datasets.List(datasets.ClassLabel(names=list(class_names))),
+        "bbox": datasets.List(datasets.List(datasets.Value("float32"), length=4)),
+        "area": datasets.List(datasets.Value("float64" if coco_folder else "int64")),
+    }
+    if coco_folder:
+        objects["iscrowd"] = datasets.List(datasets.Value("int64"))
     return datasets.Features(
         {
             "image_id": datasets.Value("int64"),
@@ -32,12 +43,7 @@ def hub_features(class_names: Sequence[str] = COCO_CLASSES) -> datasets.Features
             "width": datasets.Value("int64"),
             "height": datasets.Value("int64"),
             # A struct of lists, one entry per object (the Hub's `Sequence({...})`).
-            "objects": {
-                "bbox_id": datasets.List(datasets.Value("int64")),
-                "category": datasets.List(datasets.ClassLabel(names=list(class_names))),
-                "bbox": datasets.List(datasets.List(datasets.Value("float32"), length=4)),
-                "area": datasets.List(datasets.Value("int64")),
-            },
+            "objects": objects,
         }
     )
 

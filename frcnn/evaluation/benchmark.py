@@ -2,9 +2,9 @@
 
 Synthetic COCO-like val split: ``--images`` images of 640x480, ~7 ground-truth boxes each over
 80 classes, ``--detections`` detections per image (jittered ground truth and random boxes).
-Times the evaluator's ``update`` (all images, batches of 8), ``compute`` (COCO dicts +
-faster-coco-eval), writing the two json files, and with ``--pycocotools`` the same scoring
-by pycocotools' ``COCOeval`` over the written files, for comparison.
+Times building the ground truth from the split's rows, the evaluator's ``update`` (all images,
+batches of 8), ``compute`` (COCO dicts + faster-coco-eval), writing the two json files, and with
+``--pycocotools`` the same scoring by pycocotools' ``COCOeval`` over the written files, for comparison.
 """
 
 from __future__ import annotations
@@ -20,16 +20,18 @@ import torch
 
 from frcnn.evaluation.coco_format import write_json
 from frcnn.evaluation.coco_metric import METRIC_KEYS, COCOEvaluator
+from frcnn.evaluation.ground_truth import coco_ground_truth_from_rows
 
 NUM_CLASSES = 81  # background + COCO's 80
 
 
 def synthetic_batches(num_images: int, detections_per_image: int, batch_size: int = 8, seed: int = 0):
-    """Yield (preds, targets) batches in the evaluator's input format."""
+    """Yield (preds, rows) batches: the evaluator's input and the images' Hub-schema rows
+    (without the image; categories 0-based)."""
     generator = torch.Generator().manual_seed(seed)
     height, width = 480, 640
     for start in range(0, num_images, batch_size):
-        preds, targets = [], []
+        preds, rows = [], []
         for image_id in range(start, min(start + batch_size, num_images)):
             num_gts = int(torch.randint(0, 15, (1,), generator=generator))
             corners = torch.rand(num_gts, 2, generator=generator) * torch.tensor([width * 0.8, height * 0.8])
@@ -52,10 +54,15 @@ def synthetic_batches(num_images: int, detections_per_image: int, batch_size: in
                 ]
             )
             preds.append({"boxes": pred_boxes, "scores": torch.rand(len(pred_boxes), generator=generator), "labels": pred_labels})
-            targets.append(
-                {"boxes": gt_boxes, "labels": gt_labels, "image_id": torch.tensor(image_id), "orig_size": torch.tensor([height, width])}
+            rows.append(
+                {
+                    "image_id": image_id,
+                    "width": width,
+                    "height": height,
+                    "objects": {"bbox": gt_boxes.tolist(), "category": (gt_labels - 1).tolist()},
+                }
             )
-        yield preds, targets
+        yield preds, rows
 
 
 def _random_boxes(num_boxes: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
@@ -72,11 +79,18 @@ def main() -> None:
     args = parser.parse_args()
 
     batches = list(synthetic_batches(args.images, args.detections))
-    evaluator = COCOEvaluator(class_names=["background"] + [f"class{label}" for label in range(1, NUM_CLASSES)])
     tic = time.perf_counter()
-    for preds, targets in batches:
-        evaluator.update(preds, targets)
-    timings = {"update (all batches)": time.perf_counter() - tic}
+    ground_truth = coco_ground_truth_from_rows(
+        (row for _, rows in batches for row in rows),
+        class_names=[f"class{label}" for label in range(1, NUM_CLASSES)],
+        category_ids=range(1, NUM_CLASSES),
+    )
+    timings = {"ground truth from rows": time.perf_counter() - tic}
+    evaluator = COCOEvaluator(ground_truth=ground_truth)
+    tic = time.perf_counter()
+    for preds, rows in batches:
+        evaluator.update(preds, [row["image_id"] for row in rows])
+    timings["update (all batches)"] = time.perf_counter() - tic
     tic = time.perf_counter()
     metrics = evaluator.compute()
     timings["compute (faster-coco-eval)"] = time.perf_counter() - tic

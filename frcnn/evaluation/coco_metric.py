@@ -1,12 +1,14 @@
 """COCO box mAP: a torchmetrics ``Metric`` over the faster-coco-eval backend.
 
-Shorthand: B = images in one update, I = images evaluated, K = detections, N = ground-truth
-boxes, C = number of classes including background (label 0).
+Shorthand: B = images in one update, I = images evaluated, K = detections, C = number of
+classes including background (label 0).
 
-Boxes are ``xyxy`` absolute pixels of the ORIGINAL image (map them back from the resized
-input before ``update``); labels are contiguous 1..C-1. The metric stores rows, turns them
-into COCO dicts with :mod:`frcnn.evaluation.coco_format` and runs ``COCOeval_faster``, whose
-numbers equal pycocotools' ``COCOeval`` (tests/evaluation/test_coco_metric.py checks it).
+The ground truth is the dataset's own (:mod:`frcnn.evaluation.ground_truth`), set once per
+evaluation; ``update`` takes only detections and the ids of the images they belong to. Boxes
+are ``xyxy`` absolute pixels of the ORIGINAL image (map them back from the resized input
+before ``update``); labels are contiguous 1..C-1. ``compute`` scores the detections against
+the ground truth of the evaluated images with ``COCOeval_faster``, whose numbers equal
+pycocotools' ``COCOeval`` (tests/evaluation/test_coco_metric.py checks it).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from faster_coco_eval import COCO, COCOeval_faster
 from torch import Tensor
 from torchmetrics import Metric
 
-from frcnn.evaluation.coco_format import LabelToCategoryId, coco_ground_truth, coco_results
+from frcnn.evaluation.coco_format import LabelToCategoryId, coco_results
+from frcnn.evaluation.ground_truth import GroundTruthError, restrict_to_images
 
 # pycocotools' ``COCOeval.stats`` in order, under their usual names ...
 COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -33,9 +36,8 @@ METRIC_KEYS = (
     "mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large",
 )  # fmt: skip
 
-_IMAGE_COLUMNS = 5  # image_id, orig height, orig width, number of detections, number of gt boxes
+_IMAGE_COLUMNS = 2  # image_id, number of detections
 _PRED_COLUMNS = 6  # x1, y1, x2, y2, score, label
-_GT_COLUMNS = 7  # x1, y1, x2, y2, label, iscrowd, area (NaN: box area)
 
 logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)
 
@@ -66,7 +68,9 @@ class COCOSummary:
 def evaluate_coco(ground_truth: dict[str, Any], results: list[dict[str, Any]], copy_inputs: bool = True) -> COCOSummary:
     """Run COCO box evaluation (faster-coco-eval) of ``results`` against ``ground_truth``.
 
-    Both are taken as built by :mod:`frcnn.evaluation.coco_format`. The backend annotates
+    ``ground_truth`` is a COCO instances dict (:mod:`frcnn.evaluation.ground_truth`),
+    ``results`` a COCO results list (:func:`~frcnn.evaluation.coco_format.coco_results`);
+    its categories are the evaluated ones. The backend annotates
     the dicts it indexes (``ignore``, ``area``, ``segmentation``), so with ``copy_inputs``
     it gets copies; pass False for dicts built for this call only.
     """
@@ -101,38 +105,37 @@ def evaluate_coco(ground_truth: dict[str, Any], results: list[dict[str, Any]], c
 
 
 def _cat_state(state: list[Tensor] | Tensor, num_columns: int) -> np.ndarray:
-    """A ``cat`` state, synced (one tensor) or not (a list), as a float64 (rows, columns) array."""
+    """A flat ``cat`` state, synced (one tensor) or not (a list), as a float64 (rows, columns) array."""
     if isinstance(state, list):
-        state = torch.cat(state) if state else torch.zeros(0, num_columns, dtype=torch.float64)
-    return state.detach().cpu().reshape(-1, num_columns).numpy()
+        state = torch.cat(state) if state else torch.zeros(0, dtype=torch.float64)
+    return state.detach().cpu().to(torch.float64).reshape(-1, num_columns).numpy()
 
 
 class COCOEvaluator(Metric):
-    """COCO box mAP of a detector, equal to pycocotools, usable in Lightning and in scripts.
+    """COCO box mAP of a detector against the dataset's own ground truth, equal to pycocotools.
 
     Example::
 
-        evaluator = COCOEvaluator(class_names=dm.class_names, label_to_category_id=dm.label_to_category_id)
-        evaluator.update(preds, targets)  # per batch, boxes in original-image pixels
-        metrics = evaluator.compute()     # {"map": tensor(0.37), "map_50": ..., "mar_100": ...}
+        evaluator = COCOEvaluator(dm.label_to_category_id, ground_truth=dm.val_ground_truth())
+        evaluator.update(preds, [target["image_id"] for target in targets])  # per batch
+        metrics = evaluator.compute()   # {"map": tensor(0.37), "map_50": ..., "mar_100": ...}
 
     Args:
-        class_names: index = label, ``class_names[0]`` is background. Gives every class a
-            COCO category (with its name), so per-class AP covers all classes.
         label_to_category_id: label -> dataset category id (sequence indexed by label, or
-            mapping), the identity when omitted. Used for ``image_id``/``category_id`` in
-            the COCO dicts and files.
+            mapping), the identity when omitted: the ``category_id`` of each detection.
         class_metrics: ``compute`` also returns ``map_per_class`` and ``classes``.
+        ground_truth: the COCO instances dict of the split (or of ``gt_json``); settable
+            later through the ``ground_truth`` attribute (the training app sets it at each
+            validation's start). Its images, categories and ids are the dataset's.
 
-    ``update(preds, targets)``: one dict per image.
+    ``update(preds, image_ids)``: one entry per image.
         preds: ``boxes`` (Tensor[K, 4]) xyxy, ``scores`` (Tensor[K]), ``labels`` (Tensor[K]).
-        targets: ``boxes`` (Tensor[N, 4]) xyxy, ``labels`` (Tensor[N]), ``image_id`` (int or
-        0-dim Tensor), ``orig_size`` (Tensor[2]: H0, W0); optional ``iscrowd`` (Tensor[N])
-        and ``area`` (Tensor[N]) when the source has them.
+        image_ids: the dataset's image id of each (int or 0-dim Tensor).
 
-    An image seen twice (DistributedSampler pads the last batch with repeats) counts once.
-    States are row tensors with ``cat`` reduction, so DDP sync works with any number of
-    updates per rank.
+    ``compute`` scores the images that were updated, and only those: the ground truth is
+    restricted to them. An image seen twice (DistributedSampler pads the last batch with
+    repeats) counts once. States are flat float64 tensors with ``cat`` reduction, so DDP
+    sync works with any number of updates per rank, zero included.
     """
 
     is_differentiable = False
@@ -141,103 +144,85 @@ class COCOEvaluator(Metric):
 
     image_rows: list[Tensor]
     pred_rows: list[Tensor]
-    gt_rows: list[Tensor]
 
     def __init__(
         self,
-        class_names: Sequence[str] | None = None,
         label_to_category_id: LabelToCategoryId = None,
         class_metrics: bool = False,
+        ground_truth: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.class_names = list(class_names) if class_names is not None else None
         self.label_to_category_id = label_to_category_id
         self.class_metrics = class_metrics
+        self.ground_truth = ground_truth
         self.add_state("image_rows", default=[], dist_reduce_fx="cat")
         self.add_state("pred_rows", default=[], dist_reduce_fx="cat")
-        self.add_state("gt_rows", default=[], dist_reduce_fx="cat")
 
-    @property
-    def dtype(self) -> torch.dtype:
-        """float64, the rows' dtype: a rank that evaluated no image sends torchmetrics' empty
-        1-D tensor of this dtype, which must match the other ranks' flat rows in a DDP gather
-        (torchmetrics resets its own `_dtype` to float32 whenever the module is moved)."""
-        return torch.float64
-
-    def update(self, preds: list[dict[str, Tensor]], targets: list[dict[str, Tensor]]) -> None:
-        if len(preds) != len(targets):
-            raise ValueError(f"got {len(preds)} predictions for {len(targets)} targets")
+    def update(self, preds: Sequence[Mapping[str, Tensor]], image_ids: Sequence[int | Tensor]) -> None:
+        if len(preds) != len(image_ids):
+            raise ValueError(f"got {len(preds)} predictions for {len(image_ids)} image ids")
+        if not preds:
+            return
         as_f64 = dict(dtype=torch.float64, device=self.device)
-        for pred, target in zip(preds, targets):
-            pred_boxes, gt_boxes = pred["boxes"].reshape(-1, 4), target["boxes"].reshape(-1, 4)
-            num_preds, num_gts = len(pred_boxes), len(gt_boxes)
-            image_id = torch.as_tensor(target["image_id"], **as_f64).reshape(1)
-            sizes = torch.as_tensor(target["orig_size"], **as_f64).reshape(2)
-            counts = torch.tensor([num_preds, num_gts], **as_f64)
-            self.image_rows.append(torch.cat([image_id, sizes, counts]))
+        ids = torch.stack([torch.as_tensor(image_id).reshape(()).to(**as_f64) for image_id in image_ids])
+        num_preds = torch.tensor([len(pred["boxes"]) for pred in preds], **as_f64)
+        self.image_rows.append(torch.stack([ids, num_preds], dim=1).reshape(-1))
+        self.pred_rows.append(
+            torch.cat(
+                [
+                    torch.cat(
+                        [
+                            pred["boxes"].reshape(-1, 4).to(**as_f64),
+                            pred["scores"].reshape(-1, 1).to(**as_f64),
+                            pred["labels"].reshape(-1, 1).to(**as_f64),
+                        ],
+                        dim=1,
+                    )
+                    for pred in preds
+                ]
+            ).reshape(-1)
+        )
 
-            self.pred_rows.append(
-                torch.cat(
-                    [
-                        pred_boxes.to(**as_f64),
-                        pred["scores"].reshape(num_preds, 1).to(**as_f64),
-                        pred["labels"].reshape(num_preds, 1).to(**as_f64),
-                    ],
-                    dim=1,
-                ).reshape(-1)
-            )
-            iscrowd = target.get("iscrowd")
-            area = target.get("area")
-            self.gt_rows.append(
-                torch.cat(
-                    [
-                        gt_boxes.to(**as_f64),
-                        target["labels"].reshape(num_gts, 1).to(**as_f64),
-                        torch.zeros(num_gts, 1, **as_f64)
-                        if iscrowd is None
-                        else iscrowd.reshape(num_gts, 1).to(**as_f64),
-                        torch.full((num_gts, 1), float("nan"), **as_f64)
-                        if area is None
-                        else area.reshape(num_gts, 1).to(**as_f64),
-                    ],
-                    dim=1,
-                ).reshape(-1)
-            )
+    def _sync_dist(self, *args: Any, **kwargs: Any) -> None:
+        # torchmetrics stands in a float32 placeholder for a rank without updates; the
+        # all-gather needs every rank's state in one dtype, so stand in a float64 one.
+        for name in ("image_rows", "pred_rows"):
+            if isinstance(getattr(self, name), list) and not getattr(self, name):
+                setattr(self, name, [torch.zeros(0, dtype=torch.float64, device=self.device)])
+        super()._sync_dist(*args, **kwargs)
 
-    def _rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(image rows, pred rows, pred image ids, gt rows, gt image ids), repeats dropped."""
+    def _rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(evaluated image ids (I,), pred rows (K, 6), their image ids (K,)), repeats dropped."""
         images = _cat_state(self.image_rows, _IMAGE_COLUMNS)
         preds = _cat_state(self.pred_rows, _PRED_COLUMNS)
-        gts = _cat_state(self.gt_rows, _GT_COLUMNS)
-        num_preds, num_gts = images[:, 3].astype(np.int64), images[:, 4].astype(np.int64)
+        num_preds = images[:, 1].astype(np.int64)
         _, first = np.unique(images[:, 0], return_index=True)
         keep = np.zeros(len(images), dtype=bool)
         keep[first] = True
-        keep_preds, keep_gts = np.repeat(keep, num_preds), np.repeat(keep, num_gts)
+        keep_preds = np.repeat(keep, num_preds)
         pred_image_ids = np.repeat(images[:, 0], num_preds)[keep_preds]
-        gt_image_ids = np.repeat(images[:, 0], num_gts)[keep_gts]
-        return images[keep], preds[keep_preds], pred_image_ids, gts[keep_gts], gt_image_ids
+        return images[keep, 0].astype(np.int64), preds[keep_preds], pred_image_ids.astype(np.int64)
+
+    def evaluated_image_ids(self) -> np.ndarray:
+        """The ids of the images updated so far (ndarray[I], first-seen order, no repeats)."""
+        return self._rows()[0]
 
     def coco_ground_truth(self) -> dict[str, Any]:
-        """The accumulated ground truth as a COCO instances dict (what ``ground_truth.json`` holds)."""
-        images, preds, _, gts, gt_image_ids = self._rows()
-        return coco_ground_truth(
-            image_ids=images[:, 0],
-            image_sizes=images[:, 1:3],
-            gt_image_ids=gt_image_ids,
-            gt_boxes=gts[:, :4],
-            gt_labels=gts[:, 4],
-            gt_iscrowd=gts[:, 5],
-            gt_areas=gts[:, 6],
-            class_names=self.class_names,
-            label_to_category_id=self.label_to_category_id,
-            extra_labels=preds[:, 5],
-        )
+        """The ground truth of the evaluated images (what ``ground_truth.json`` holds).
+
+        Raises:
+            GroundTruthError: no ground truth was given, or it lacks an evaluated image.
+        """
+        if self.ground_truth is None:
+            raise GroundTruthError(
+                "COCOEvaluator has no ground truth: pass ground_truth= (e.g. the data module's val_ground_truth())"
+            )
+        return restrict_to_images(self.ground_truth, self.evaluated_image_ids())
 
     def coco_results(self) -> list[dict[str, Any]]:
         """The accumulated detections as a COCO results list (what ``detections.json`` holds)."""
-        _, preds, pred_image_ids, _, _ = self._rows()
+        _, preds, pred_image_ids = self._rows()
         return coco_results(
             pred_image_ids=pred_image_ids,
             pred_boxes=preds[:, :4],
@@ -253,7 +238,7 @@ class COCOEvaluator(Metric):
     def compute(self) -> dict[str, Tensor]:
         """The 12 COCO numbers under ``METRIC_KEYS`` (float32 scalars, -1 where undefined);
         with ``class_metrics`` also ``map_per_class`` (Tensor[Kc]: AP, -1 for a class without
-        ground truth) and ``classes`` (Tensor[Kc]: their labels, as in ``class_names``)."""
+        ground truth) and ``classes`` (Tensor[Kc]: their labels)."""
         summary = self.summary()
         metrics = {key: torch.tensor(value, dtype=torch.float32) for key, value in zip(METRIC_KEYS, summary.stats)}
         if self.class_metrics:

@@ -15,10 +15,11 @@ from torch import Tensor, nn
 
 
 def to_original_pixels(boxes: Tensor, size: Tensor, orig_size: Tensor) -> Tensor:
-    """boxes (Tensor[K, 4]) xyxy in an image of ``size`` (H, W) -> pixels of ``orig_size`` (H0, W0)."""
-    (height, width), (orig_height, orig_width) = size.tolist(), orig_size.tolist()
-    scale_x, scale_y = orig_width / width, orig_height / height
-    return boxes * boxes.new_tensor([scale_x, scale_y, scale_x, scale_y])
+    """boxes (Tensor[K, 4]) xyxy in an image of ``size`` (H, W) -> pixels of ``orig_size`` (H0, W0).
+    Tensor ops only: no host sync when the sizes live on the GPU."""
+    as_f64 = dict(device=boxes.device, dtype=torch.float64)
+    scale_yx = torch.as_tensor(orig_size).to(**as_f64) / torch.as_tensor(size).to(**as_f64)
+    return boxes * scale_yx.flip(0).repeat(2).to(boxes.dtype)
 
 
 @torch.inference_mode()
@@ -31,7 +32,7 @@ def predict(
     """Yield ``(images, targets, detections)`` per batch, all on the CPU.
 
     ``detections`` boxes are in the input images' pixels (draw them on ``images``); map
-    them and the targets with :func:`to_original_pixels` for COCO scoring. On CUDA the
+    them with :func:`in_original_pixels` for COCO scoring. On CUDA the
     forward pass runs under autocast with ``amp_dtype`` (None: full precision).
     """
     model.eval()
@@ -47,16 +48,11 @@ def predict(
         yield images, targets, detections
 
 
-def original_pixels(
-    targets: list[dict[str, Tensor]], detections: list[dict[str, Tensor]]
-) -> tuple[list[dict[str, Tensor]], list[dict[str, Tensor]]]:
-    """(detections, targets) with ``boxes`` mapped to original pixels, ready for ``COCOEvaluator.update``."""
-    mapped_detections = [
+def in_original_pixels(
+    detections: list[dict[str, Tensor]], targets: list[dict[str, Tensor]]
+) -> list[dict[str, Tensor]]:
+    """Copies of ``detections`` with ``boxes`` mapped to original pixels (``COCOEvaluator.update``'s input)."""
+    return [
         {**detection, "boxes": to_original_pixels(detection["boxes"], target["size"], target["orig_size"])}
         for detection, target in zip(detections, targets)
     ]
-    mapped_targets = [
-        {**target, "boxes": to_original_pixels(target["boxes"], target["size"], target["orig_size"])}
-        for target in targets
-    ]
-    return mapped_detections, mapped_targets

@@ -15,6 +15,9 @@ plain containers, so ``torch.load(path, weights_only=True)`` works:
 Batches are ``(images, targets)``: images a list of uint8 ``(3, H, W)`` tensors already resized
 by the data module; targets dicts with ``boxes`` (Tensor[N, 4], xyxy pixels of the resized
 image), ``labels`` (Tensor[N], 1..C-1), ``image_id``, ``orig_size`` (H0, W0) and ``size`` (H, W).
+
+Validation scores against the split's stored annotations (``trainer.datamodule.val_ground_truth()``,
+the official COCO protocol, :mod:`frcnn.evaluation.ground_truth`), not against these targets.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from torch import Tensor
 
 from frcnn.distributed import gather_objects
 from frcnn.evaluation import COCOEvaluator
+from frcnn.evaluation.inference import in_original_pixels
 from frcnn.evaluation.visualize import draw_detections
 
 LOSS_NAMES = ("rpn_cls", "rpn_box", "roi_cls", "roi_box")
@@ -76,7 +80,7 @@ class DetectionModule(pl.LightningModule):
         self.per_class_ap = bool(options.get("per_class_ap", False))
         self.num_images_to_draw = int(options.get("num_images_to_draw", 0))
         self.draw_score_thresh = float(options.get("draw_score_thresh", 0.3))
-        self.val_metric = COCOEvaluator(class_names, label_to_category_id, class_metrics=self.per_class_ap)
+        self.val_metric = COCOEvaluator(label_to_category_id, class_metrics=self.per_class_ap)
         self._last_batch_end: float | None = None
         self._num_step_images = 0
         self._num_drawn = 0
@@ -140,10 +144,7 @@ class DetectionModule(pl.LightningModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         images, targets = batch
         preds = self.model(images)
-        self.val_metric.update(
-            [_to_original_pixels(pred, target) for pred, target in zip(preds, targets)],
-            [_to_original_pixels(target, target) for target in targets],
-        )
+        self.val_metric.update(in_original_pixels(preds, targets), [target["image_id"] for target in targets])
         num_to_draw = self.num_images_to_draw - self._num_drawn
         if num_to_draw > 0:
             self._draw(images[:num_to_draw], preds, targets)
@@ -151,6 +152,12 @@ class DetectionModule(pl.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._num_drawn = 0
+        # The split's stored annotations (cached by the data module) and its ids, from one source:
+        # every rank holds them all, and the metric scores the images the ranks evaluated together.
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "val_ground_truth"):
+            self.val_metric.ground_truth = datamodule.val_ground_truth()
+            self.val_metric.label_to_category_id = datamodule.label_to_category_id
 
     def on_validation_epoch_end(self) -> None:
         metrics = self.val_metric.compute()
@@ -251,16 +258,6 @@ class DetectionModule(pl.LightningModule):
         torch.set_rng_state(state["torch"])
         if state.get("cuda") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda"], self.device)
-
-
-def _to_original_pixels(boxes_of: dict[str, Tensor], target: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Copy of ``boxes_of`` with ``boxes`` (Tensor[K, 4]) scaled from the resized image
-    (``target["size"]``) back to the original one (``target["orig_size"]``)."""
-    orig_h, orig_w = torch.as_tensor(target["orig_size"]).tolist()
-    height, width = torch.as_tensor(target["size"]).tolist()
-    boxes = boxes_of["boxes"]
-    scale = boxes.new_tensor([orig_w / width, orig_h / height, orig_w / width, orig_h / height])
-    return {**boxes_of, "boxes": boxes * scale}
 
 
 def _describe(partial_cfg: Mapping[str, Any]) -> str:

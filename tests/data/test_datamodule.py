@@ -46,7 +46,7 @@ def test_shapes_generation_is_deterministic_and_learnable(shapes_dir):
 def test_shapes_datamodule_yields_the_sample_contract(shapes_dir):
     dm = shapes_dm(shapes_dir, val_limit=4, num_workers=0)
     assert dm.num_classes == 81 and dm.class_names[0] == "background" and dm.class_names[80] == "toothbrush"
-    assert dm.label_to_category_id[63] == 63
+    assert dm.label_to_category_id[63] == 72  # tv: COCO id 72
     dm.setup("fit")
     images, targets = next(iter(dm.train_dataloader()))
     assert len(images) == len(targets) == 2

@@ -5,15 +5,15 @@ import json
 import numpy as np
 import pytest
 import torch
-from frcnn.evaluation import COCO_STAT_NAMES, METRIC_KEYS, COCOEvaluator, write_json
-from coco_case import CLASS_NAMES, LABEL_TO_CATEGORY_ID, hand_built_case, pycocotools_eval
+from frcnn.evaluation import COCO_STAT_NAMES, METRIC_KEYS, COCOEvaluator, GroundTruthError, write_json
+from coco_case import CLASS_NAMES, hand_built_case, hand_built_evaluator, image_ids, pycocotools_eval
 
 @pytest.fixture
 def evaluator() -> COCOEvaluator:
-    evaluator = COCOEvaluator(class_names=CLASS_NAMES, label_to_category_id=LABEL_TO_CATEGORY_ID, class_metrics=True)
-    preds, targets = hand_built_case()
-    evaluator.update(preds[:4], targets[:4])  # two updates, as two batches
-    evaluator.update(preds[4:], targets[4:])
+    evaluator = hand_built_evaluator(class_metrics=True)
+    preds, rows = hand_built_case()
+    evaluator.update(preds[:4], image_ids(rows[:4]))  # two updates, as two batches
+    evaluator.update(preds[4:], image_ids(rows[4:]))
     return evaluator
 
 
@@ -62,8 +62,8 @@ def test_ground_truth_file_content(evaluator):
 def test_repeated_images_count_once(evaluator):
     """DistributedSampler pads with repeats; a repeated image must not count twice."""
     once = evaluator.compute()
-    preds, targets = hand_built_case()
-    evaluator.update(preds[-3:], targets[-3:])
+    preds, rows = hand_built_case()
+    evaluator.update(preds[-3:], image_ids(rows[-3:]))
     twice = evaluator.compute()
     for key in METRIC_KEYS:
         assert twice[key].item() == once[key].item(), key
@@ -71,10 +71,10 @@ def test_repeated_images_count_once(evaluator):
 
 
 def test_no_detections_gives_zeros():
-    _, targets = hand_built_case()
+    _, rows = hand_built_case()
     empty = [{"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)}]
-    evaluator = COCOEvaluator(class_names=CLASS_NAMES, class_metrics=True)
-    evaluator.update(empty * len(targets), targets)
+    evaluator = hand_built_evaluator(class_metrics=True)
+    evaluator.update(empty * len(rows), image_ids(rows))
     metrics = evaluator.compute()
     assert all(metrics[key].item() == 0.0 for key in METRIC_KEYS)
     assert metrics["map_per_class"].tolist() == [0.0, 0.0, 0.0]
@@ -82,18 +82,43 @@ def test_no_detections_gives_zeros():
 
 @pytest.mark.filterwarnings("ignore:The ``compute`` method of metric")
 def test_no_ground_truth_and_no_images():
-    evaluator = COCOEvaluator(class_names=CLASS_NAMES, class_metrics=True)
+    evaluator = hand_built_evaluator(class_metrics=True)
     assert all(value.item() == -1 for key, value in evaluator.compute().items() if key in METRIC_KEYS)
-    preds, targets = hand_built_case()
-    evaluator.update(preds[3:5], targets[3:5])  # the empty image and the false positives
+    preds, rows = hand_built_case()
+    evaluator.update(preds[3:5], image_ids(rows[3:5]))  # the empty image and the false positives
     metrics = evaluator.compute()
     assert all(metrics[key].item() == -1 for key in METRIC_KEYS)
     assert metrics["map_per_class"].tolist() == [-1.0, -1.0, -1.0]
 
 
-def test_without_class_names_categories_are_the_labels_seen():
-    preds, targets = hand_built_case()
-    evaluator = COCOEvaluator()
-    evaluator.update(preds, targets)
-    assert [c["id"] for c in evaluator.coco_ground_truth()["categories"]] == [1, 2, 3]
-    assert {d["category_id"] for d in evaluator.coco_results()} == {1, 2, 3}
+def test_only_the_evaluated_images_are_scored(evaluator):
+    """Ground truth of images nobody evaluated (val_limit, a skipped corrupt image) is no miss."""
+    preds, rows = hand_built_case()
+    subset = hand_built_evaluator()
+    subset.update(preds[:3], image_ids(rows[:3]))
+    ground_truth = subset.coco_ground_truth()
+    assert [image["id"] for image in ground_truth["images"]] == image_ids(rows[:3])
+    assert {a["image_id"] for a in ground_truth["annotations"]} == set(image_ids(rows[:3]))
+    assert len(subset.ground_truth["images"]) == 8, "the full ground truth stays as it was"
+    alone = hand_built_evaluator()
+    alone.ground_truth = {**alone.ground_truth, "images": alone.ground_truth["images"][:3]}
+    alone.ground_truth["annotations"] = [a for a in alone.ground_truth["annotations"] if a["image_id"] in image_ids(rows[:3])]
+    alone.update(preds[:3], image_ids(rows[:3]))
+    assert subset.compute()["map"].item() == alone.compute()["map"].item()
+
+
+def test_scoring_leaves_the_ground_truth_untouched(evaluator):
+    before = json.dumps(evaluator.ground_truth)
+    evaluator.compute()
+    evaluator.summary()
+    assert json.dumps(evaluator.ground_truth) == before
+
+
+def test_an_image_outside_the_ground_truth_is_one_clear_error():
+    preds, rows = hand_built_case()
+    evaluator = hand_built_evaluator()
+    evaluator.update(preds[:2], [139, 99999])
+    with pytest.raises(GroundTruthError, match=r"^1 of the 2 evaluated images are not in the ground truth \(e.g. image_id 99999\)"):
+        evaluator.compute()
+    with pytest.raises(GroundTruthError, match="no ground truth"):
+        COCOEvaluator().coco_ground_truth()

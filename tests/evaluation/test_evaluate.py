@@ -13,6 +13,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from frcnn.data.coco_classes import COCO_CATEGORY_IDS
 from frcnn.evaluation.checkpoint import CheckpointError, load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,6 +106,10 @@ def test_evaluate_end_to_end(shapes_checkpoint, tmp_path):
     assert metrics["num_detections"] == len(detections) > 0
     assert {d["image_id"] for d in detections} <= {image["id"] for image in ground_truth["images"]}
     assert len(ground_truth["categories"]) == 80 and len(metrics["per_class"]) == 80
+    # COCO's own category ids: the shapes are tv, orange, kite and apple.
+    assert {a["category_id"] for a in ground_truth["annotations"]} <= {72, 55, 38, 53}
+    assert {d["category_id"] for d in detections} <= set(COCO_CATEGORY_IDS)
+    assert "ground truth: the stored annotations of the val split; scored the 5 evaluated images of its 5" in result.stdout
     names = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
     np.testing.assert_allclose([metrics[name] for name in names], _pycocotools_stats(run_dir), atol=1e-6, rtol=0)
     assert len(list((run_dir / "pictures").glob("*.png"))) == 2
@@ -124,6 +129,67 @@ def test_evaluate_proposals_and_a_model_that_predicts_nothing(shapes_checkpoint,
     assert json.loads((run_dir / "detections.json").read_text()) == []
     assert all(metrics[name] in (0.0, -1.0) for name in ("AP", "AP50", "AR100")) and metrics["AR100"] == 0.0
     assert len(list((run_dir / "pictures").glob("*.png"))) == 1
+
+
+def _shapes_instances_file(checkpoint: Path, path: Path, **changes) -> dict:
+    """The shapes val split's annotations as an instances file, changed so that it is not what
+    the stored rows give: half the areas, one crowd, images listed backwards; then ``changes``."""
+    import hydra
+
+    data = torch.load(checkpoint, weights_only=True)["hyper_parameters"]["cfg"]["data"]
+    datamodule = hydra.utils.instantiate({**data, "val_limit": None}, _convert_="all")
+    datamodule.setup("validate")
+    instances = datamodule.val_ground_truth()
+    instances["images"] = instances["images"][::-1]
+    for annotation in instances["annotations"]:
+        annotation["area"] /= 2
+    instances["annotations"][0]["iscrowd"] = 1
+    instances.update(changes)
+    path.write_text(json.dumps(instances))
+    return instances
+
+
+@pytest.mark.slow
+def test_evaluate_with_gt_json(shapes_checkpoint, tmp_path):
+    """`gt_json=`: the printed table is pycocotools' over detections.json and that very file."""
+    instances = _shapes_instances_file(shapes_checkpoint, tmp_path / "instances.json")
+    run_dir = tmp_path / "eval"
+    result = run_evaluate(
+        f"ckpt={shapes_checkpoint}", f"gt_json={tmp_path / 'instances.json'}", "visualize=0", "batch_size=3",
+        "model.box_score_thresh=0.0", f"hydra.run.dir={run_dir}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(str(tmp_path / "instances.json"))
+        coco_eval = COCOeval(coco_gt, coco_gt.loadRes(str(run_dir / "detections.json")), "bbox")
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+    with contextlib.redirect_stdout(printed):
+        coco_eval.summarize()
+    assert printed.getvalue().rstrip("\n") in result.stdout
+    assert f"ground truth: gt_json={tmp_path / 'instances.json'}; scored the 6 evaluated images of its 6" in result.stdout
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["num_ground_truth_images"] == len(instances["images"]) == 6
+    assert json.loads((run_dir / "ground_truth.json").read_text())["annotations"][0]["iscrowd"] == 1
+
+
+@pytest.mark.slow
+def test_gt_json_with_other_ids_is_one_line(shapes_checkpoint, tmp_path):
+    categories = [{"id": c, "name": str(c)} for c in range(1, 81)]  # contiguous, not COCO's ids
+    instances = _shapes_instances_file(shapes_checkpoint, tmp_path / "instances.json", categories=categories)
+    instances["images"] = instances["images"][:2]
+    (tmp_path / "instances.json").write_text(json.dumps(instances))
+    result = run_evaluate(f"ckpt={shapes_checkpoint}", f"gt_json={tmp_path / 'instances.json'}", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"evaluate.py: gt_json={tmp_path / 'instances.json'} does not match the data: 4 of the data's 6 image ids are "
+        "not among its 2 (e.g. 1000001); 9 of our 80 category ids are not among its 80 (e.g. 81); "
+        "9 of its category ids are not ours (e.g. 12)"
+    ]
 
 
 # ------------------------------------------------------------------ errors

@@ -6,14 +6,15 @@ import json
 
 import numpy as np
 
-from frcnn.evaluation import COCOEvaluator, write_json
+from frcnn.evaluation import write_json
 from frcnn.evaluation.report import format_coco_table, format_per_class_table, write_metrics
-from coco_case import CLASS_NAMES, LABEL_TO_CATEGORY_ID, hand_built_case, pycocotools_eval
+from coco_case import CLASS_NAMES, hand_built_case, hand_built_evaluator, image_ids, pycocotools_eval
 
 
 def test_table_matches_pycocotools_printout(tmp_path):
-    evaluator = COCOEvaluator(class_names=CLASS_NAMES, label_to_category_id=LABEL_TO_CATEGORY_ID)
-    evaluator.update(*hand_built_case())
+    evaluator = hand_built_evaluator()
+    preds, rows = hand_built_case()
+    evaluator.update(preds, image_ids(rows))
     write_json(evaluator.coco_ground_truth(), tmp_path / "gt.json")
     write_json(evaluator.coco_results(), tmp_path / "dt.json")
     oracle = pycocotools_eval(tmp_path / "gt.json", tmp_path / "dt.json")
@@ -24,8 +25,9 @@ def test_table_matches_pycocotools_printout(tmp_path):
 
 
 def test_per_class_table_and_metrics_json(tmp_path):
-    evaluator = COCOEvaluator(class_names=CLASS_NAMES + ["unseen"])
-    evaluator.update(*hand_built_case())
+    evaluator = hand_built_evaluator(class_names=CLASS_NAMES + ["unseen"])
+    preds, rows = hand_built_case()
+    evaluator.update(preds, image_ids(rows))
     summary = evaluator.summary()
     lines = format_per_class_table(summary).splitlines()
     assert lines[0].split() == ["class", "AP"]

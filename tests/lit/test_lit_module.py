@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from frcnn.lit import DetectionModule
-from frcnn.lit.module import _to_original_pixels
+from frcnn.evaluation.inference import in_original_pixels
 
 
 class NaNFirstDetector(nn.Module):
@@ -59,6 +59,6 @@ def test_boxes_back_to_original_pixels():
     # A 200 x 100 (H x W) image resized to 400 x 300: x scales by 1/3, y by 1/2.
     target = {"orig_size": torch.tensor([200, 100]), "size": torch.tensor([400, 300])}
     pred = {"boxes": torch.tensor([[30.0, 40.0, 90.0, 400.0]]), "scores": torch.tensor([0.9])}
-    mapped = _to_original_pixels(pred, target)
+    (mapped,) = in_original_pixels([pred], [target])
     assert torch.allclose(mapped["boxes"], torch.tensor([[10.0, 20.0, 30.0, 200.0]]))
     assert mapped["scores"] is pred["scores"]
