@@ -126,6 +126,12 @@ class DetectionStream(IterableDataset):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
         self.rank, self.world_size, self.num_workers = rank, world_size, num_workers
+        if self.train and self.plan.rows_per_reader(self.num_readers, self.batch_size) == 0:
+            raise DataSourceError(
+                f"{self.source.description}: {self.plan.num_usable} usable training images cannot give each of "
+                f"{self.num_readers} readers ({world_size} rank(s) x {self.readers_per_rank} worker(s)) a batch of "
+                f"{self.batch_size}: lower data.num_workers or data.batch_size"
+            )
 
     @property
     def readers_per_rank(self) -> int:

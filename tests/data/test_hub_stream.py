@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from frcnn.data.source import open_split
+from frcnn.data.source import DataSourceError, open_split
 from frcnn.data.stream import DataLayoutError, DetectionStream
 from frcnn.data.transforms import DetectionTransform, build_resize
 
@@ -107,3 +107,10 @@ def test_a_position_from_another_layout_is_refused_in_one_line(hub_folder, boxed
     with pytest.raises(DataLayoutError, match="2 rank\\(s\\) x 4 worker\\(s\\), this run has 1 x 0") as error:
         stream.load_state_dict({"epoch": 0, "rows": 3, "world_size": 2, "num_workers": 4})
     assert "\n" not in str(error.value)
+
+
+def test_too_few_training_images_for_the_readers_is_one_line(hub_folder, boxed_rows):
+    stream = make_stream(hub_folder(boxed_rows), train=True, batch_size=2)
+    with pytest.raises(DataSourceError, match="12 usable training images cannot give each of 8 readers") as error:
+        stream.set_layout(rank=0, world_size=2, num_workers=4)
+    assert "\n" not in str(error.value) and "data.num_workers" in str(error.value)
