@@ -35,6 +35,7 @@ from torch import Tensor
 
 from frcnn.evaluation import COCOEvaluator
 from frcnn.evaluation.visualize import draw_detections
+from frcnn.ops.rescale import to_original_pixels
 
 LOSS_NAMES = ("rpn_cls", "rpn_box", "roi_cls", "roi_box")
 Batch = tuple[list[Tensor], list[dict[str, Tensor]]]
@@ -183,6 +184,24 @@ class DetectionModule(pl.LightningModule):
             )
             for writer in writers:
                 writer.add_image(f"val/images/{index}", picture, global_step=self.global_step)
+
+    # -------------------------------------------------------------- prediction
+
+    def predict_step(self, batch: Batch | list[Tensor], batch_idx: int) -> list[dict[str, Tensor]]:
+        """``trainer.predict(module, loader)``: ``boxes``, ``scores``, ``labels`` per image.
+
+        ``batch`` is ``(images, targets)`` as in validation (boxes mapped from ``size`` to
+        ``orig_size`` pixels, ``image_id`` passed on) or a list of images (boxes in their pixels).
+        """
+        images, targets = batch if isinstance(batch, tuple) else (batch, None)
+        preds = self.model(images)
+        if targets is None:
+            return preds
+        return [
+            {**pred, "boxes": to_original_pixels(pred["boxes"], target["size"], target["orig_size"]),
+             "image_id": target["image_id"]}
+            for pred, target in zip(preds, targets)
+        ]  # fmt: skip
 
     # ------------------------------------------------------------ optimisation
 

@@ -1,0 +1,152 @@
+"""`frcnn.Detector`: the same detections as evaluate.py's path and `trainer.predict`, every
+input kind, a converted torchvision checkpoint with COCO's names, pictures scaled to the image."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import hydra
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from frcnn import Detector
+from frcnn.convert import COCO_CATEGORY_IDS
+from frcnn.convert import main as convert_main
+from frcnn.data.coco_classes import COCO_CLASSES
+from frcnn.data.shapes import make_row
+from frcnn.evaluation.checkpoint import load_checkpoint
+from frcnn.evaluation.inference import original_pixels, predict
+from frcnn.evaluation.visualize import class_color
+
+
+@pytest.fixture(scope="module")
+def detector(tiny_checkpoint: Path) -> Detector:
+    return Detector.from_checkpoint(tiny_checkpoint, device="cpu", batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def evaluate_path(tiny_checkpoint: Path) -> tuple[list[dict], list[dict], object]:
+    """evaluate.py's path: the checkpoint's val loader, ``predict``, ``original_pixels``."""
+    from frcnn.detector import build_model
+
+    checkpoint = load_checkpoint(tiny_checkpoint)
+    datamodule = hydra.utils.instantiate(checkpoint.cfg["data"], _convert_="all")
+    datamodule.setup("validate")
+    model = build_model(checkpoint)
+    detections, targets = [], []
+    for _, batch_targets, batch_detections in predict(model, datamodule.val_dataloader(), torch.device("cpu")):
+        mapped_detections, _ = original_pixels(batch_targets, batch_detections)
+        detections += mapped_detections
+        targets += batch_targets
+    return detections, targets, datamodule
+
+
+def _val_image(datamodule, image_id: int) -> bytes:
+    """The stored bytes of a shapes val image (ids are 1_000_001, 1_000_002, ...)."""
+    row = make_row(datamodule.shapes_options.get("seed", 0), "val", image_id - 1_000_001)
+    assert row["image_id"] == image_id
+    return row["image"]["bytes"]
+
+
+def test_detector_gives_evaluate_detections(detector, evaluate_path, tmp_path):
+    detections, targets, datamodule = evaluate_path
+    assert sum(len(d["boxes"]) for d in detections) > 0
+    paths = []
+    for target in targets:
+        path = tmp_path / f"{int(target['image_id'])}.jpg"
+        path.write_bytes(_val_image(datamodule, int(target["image_id"])))
+        paths.append(path)
+    assert detector.batch_size == datamodule.batch_size  # same batches: same padding
+    results = detector(paths)
+    for result, expected, target in zip(results, detections, targets):
+        assert result.image_size == tuple(target["orig_size"].tolist())
+        torch.testing.assert_close(result.boxes, expected["boxes"], rtol=0, atol=0)
+        torch.testing.assert_close(result.scores, expected["scores"], rtol=0, atol=0)
+        assert torch.equal(result.labels, expected["labels"])
+        assert result.names == [detector.class_names[label] for label in expected["labels"].tolist()]
+
+
+def test_trainer_predict_gives_evaluate_detections(tiny_checkpoint, evaluate_path):
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader
+
+    from frcnn.data.collate import collate_detection
+    from frcnn.lit import DetectionModule
+
+    detections, targets, datamodule = evaluate_path
+    module = DetectionModule.from_checkpoint(tiny_checkpoint)
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    # A plain DataLoader over the val stream: Lightning's predict loop re-creates a loader
+    # with its own sampler, which StreamLoader (a stand-in sampler for set_epoch) refuses.
+    loader = DataLoader(datamodule.val_dataset, batch_size=datamodule.batch_size, collate_fn=collate_detection)
+    batches = trainer.predict(module, dataloaders=loader)
+    outputs = [output for batch in batches for output in batch]
+    assert len(outputs) == len(detections)
+    for output, expected, target in zip(outputs, detections, targets):
+        assert int(output["image_id"]) == int(target["image_id"])
+        torch.testing.assert_close(output["boxes"], expected["boxes"], rtol=0, atol=0)
+        torch.testing.assert_close(output["scores"], expected["scores"], rtol=0, atol=0)
+
+
+def test_every_input_kind_gives_the_same_detections(detector, evaluate_path, tmp_path):
+    _, targets, datamodule = evaluate_path
+    encoded = _val_image(datamodule, int(targets[0]["image_id"]))
+    path = tmp_path / "image.jpg"
+    path.write_bytes(encoded)
+    array = np.asarray(Image.open(io.BytesIO(encoded)).convert("RGB"))
+    tensor = torch.from_numpy(array.copy()).permute(2, 0, 1)
+    inputs = [path, str(path), Image.open(path), tensor, tensor.float() / 255, array]
+    single = Detector(detector.model, detector.class_names, detector.prepare, device="cpu", batch_size=1)
+    results = single(inputs)
+    assert len(results) == len(inputs) and len(results[0]) > 0
+    for result in results[1:]:
+        torch.testing.assert_close(result.boxes, results[0].boxes, rtol=0, atol=0)
+        torch.testing.assert_close(result.scores, results[0].scores, rtol=0, atol=0)
+    assert single(path)[0].names == results[0].names  # one image, not in a list
+
+
+def test_draw_returns_the_input_kind_with_labels_scaled_to_the_image(detector, tmp_path):
+    small, large = (np.zeros((h, w, 3), np.uint8) for h, w in ((96, 128), (3000, 4000)))
+    results = []
+    for array in (small, large):
+        height, width = array.shape[:2]
+        box = torch.tensor([[width * 0.25, height * 0.5, width * 0.75, height * 0.9]])
+        results.append(
+            type(detector(array[:64, :64])[0])(box, torch.tensor([0.9]), torch.tensor([3]), ["c"], (height, width))
+        )
+    tabs = []
+    for array, result in zip((small, large), results):
+        picture = detector.draw(torch.from_numpy(array).permute(2, 0, 1), result)
+        assert isinstance(picture, torch.Tensor) and picture.shape == (3, *array.shape[:2])
+        color = torch.tensor(class_color(3), dtype=torch.uint8)[:, None, None]
+        rows = (picture == color).all(dim=0).any(dim=1).nonzero().flatten()
+        box_top = int(result.boxes[0, 1])
+        tabs.append(int((rows < box_top).sum()))  # rows of the label tab, above the box
+    assert tabs[0] > 8 and tabs[1] > 10 * tabs[0] * 0.5  # readable on both; grows with the image
+    path = tmp_path / "small.png"
+    Image.fromarray(small).save(path)
+    pil_picture = detector.draw(path, results[0])
+    assert isinstance(pil_picture, Image.Image) and pil_picture.size == (128, 96)
+
+
+def test_converted_torchvision_checkpoint_predicts_coco_names(tmp_path):
+    from torchvision.models.detection import fasterrcnn_resnet50_fpn
+
+    torch.manual_seed(0)
+    state = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None).state_dict()
+    dog = 18  # COCO category id of "dog": every box of this model is a dog
+    state["roi_heads.box_predictor.cls_score.bias"][dog] += 20.0
+    torch.save(state, tmp_path / "torchvision.pth")
+    convert_main(["--coco-to-80", str(tmp_path / "torchvision.pth"), str(tmp_path / "frcnn.pt")])
+
+    detector = Detector.from_checkpoint(tmp_path / "frcnn.pt", device="cpu", min_size=128, max_size=160)
+    assert detector.class_names == ["background", *COCO_CLASSES]
+    image = np.random.default_rng(0).integers(0, 255, (120, 200, 3), dtype=np.uint8)
+    result = detector(image)[0]
+    assert len(result) > 0 and set(result.names) == {"dog"}
+    label = result.labels[0].item()
+    assert COCO_CATEGORY_IDS[label - 1] == dog and detector.label_to_category_id[label] == dog
+    assert (result.boxes >= 0).all() and (result.boxes[:, [0, 2]] <= 200).all() and (result.boxes[:, [1, 3]] <= 120).all()
