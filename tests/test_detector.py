@@ -29,13 +29,15 @@ def detector(tiny_checkpoint: Path) -> Detector:
 
 @pytest.fixture(scope="module")
 def evaluate_path(tiny_checkpoint: Path) -> tuple[list[dict], list[dict], object]:
-    """evaluate.py's path: the checkpoint's val loader, ``predict``, ``original_pixels``."""
-    from frcnn.detector import build_model
+    """evaluate.py's path: its model, the checkpoint's val loader, ``predict``, ``original_pixels``."""
+    from omegaconf import OmegaConf
+
+    from evaluate import build_model
 
     checkpoint = load_checkpoint(tiny_checkpoint)
     datamodule = hydra.utils.instantiate(checkpoint.cfg["data"], _convert_="all")
     datamodule.setup("validate")
-    model = build_model(checkpoint)
+    model = build_model(OmegaConf.create(checkpoint.cfg), checkpoint, datamodule.num_classes)
     detections, targets = [], []
     for _, batch_targets, batch_detections in predict(model, datamodule.val_dataloader(), torch.device("cpu")):
         mapped_detections, _ = original_pixels(batch_targets, batch_detections)
