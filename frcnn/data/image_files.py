@@ -113,6 +113,7 @@ def load_image(source: ImageInput) -> Tensor:
                 return _from_pil(image)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
             message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            message = message.replace(f" {str(path)!r}", "")  # PIL repeats the path
             raise ImageReadError(f"{path}: not a readable image ({message})") from None
     if isinstance(source, Image.Image):
         return _from_pil(source)
