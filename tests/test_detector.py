@@ -152,3 +152,16 @@ def test_converted_torchvision_checkpoint_predicts_coco_names(tmp_path):
     label = result.labels[0].item()
     assert COCO_CATEGORY_IDS[label - 1] == dog and detector.label_to_category_id[label] == dog
     assert (result.boxes >= 0).all() and (result.boxes[:, [0, 2]] <= 200).all() and (result.boxes[:, [1, 3]] <= 120).all()
+
+
+def test_to_original_pixels_one_image_and_a_batch():
+    from frcnn.ops.rescale import to_original_pixels
+
+    boxes = torch.tensor([[10.0, 20.0, 30.0, 40.0]])
+    # (H, W) 50 x 100 -> 100 x 400: x * 4, y * 2, by hand.
+    expected = torch.tensor([[40.0, 40.0, 120.0, 80.0]])
+    assert torch.equal(to_original_pixels(boxes, torch.tensor([50, 100]), torch.tensor([100, 400])), expected)
+    assert torch.equal(to_original_pixels(boxes, (50, 100), [100, 400]), expected)
+    batch = torch.stack([boxes, boxes])  # [B=2, K=1, 4]; the second image is not resized
+    mapped = to_original_pixels(batch, torch.tensor([[50, 100], [64, 64]]), torch.tensor([[100, 400], [64, 64]]))
+    assert torch.equal(mapped, torch.stack([expected, boxes]))

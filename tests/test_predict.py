@@ -110,8 +110,13 @@ def test_list_file_with_ids_writes_coco_results(tiny_checkpoint, tmp_path):
     Image.fromarray(_scene(64, 64, 8)).save(tmp_path / "no_id.png")
     listing = tmp_path / "images.txt"
     listing.write_text("# path [image_id]\nstreet.jpg 7\n000000000042.png\nno_id.png\nmissing.jpg 9\n")
+    detector = Detector.from_checkpoint(tiny_checkpoint, device="cpu", batch_size=1)
+    expected = {7: detector(tmp_path / "street.jpg")[0], 42: detector(tmp_path / "000000000042.png")[0]}
+    scores = expected[7].scores.sort().values
+    score_thresh = float(scores[len(scores) // 2 - 1] + scores[len(scores) // 2]) / 2  # half of street's boxes
+
     out = tmp_path / "out"
-    result = run_predict(f"ckpt={tiny_checkpoint}", f"input={listing}", f"output={out}", "score_thresh=0.5",
+    result = run_predict(f"ckpt={tiny_checkpoint}", f"input={listing}", f"output={out}", f"score_thresh={score_thresh}",
                          "batch_size=1", "num_workers=0", "pictures=false")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "missing.jpg: file not found" in result.stderr and "skipped 1 of 4 files" in result.stdout
@@ -120,20 +125,19 @@ def test_list_file_with_ids_writes_coco_results(tiny_checkpoint, tmp_path):
     assert not (out / "pictures").exists()
 
     coco = json.loads((out / "coco_results.json").read_text())
-    detector = Detector.from_checkpoint(tiny_checkpoint, device="cpu", batch_size=1)
-    for image_id, name in ((7, "street.jpg"), (42, "000000000042.png")):
-        expected = detector(tmp_path / name)[0]  # every detection, not only those >= score_thresh
+    for image_id, detections in expected.items():
         entries = [entry for entry in coco if entry["image_id"] == image_id]
-        assert len(entries) == len(expected) > 0
+        assert len(entries) == len(detections) > 0  # every detection, not only those >= score_thresh
         xywh = torch.tensor([entry["bbox"] for entry in entries], dtype=torch.float64)
         xyxy = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1)
         # Another process, other thread counts: float32 sums in another order (~1e-6 relative).
-        torch.testing.assert_close(xyxy, expected.boxes.double(), rtol=1e-5, atol=1e-3)
-        ids = [detector.label_to_category_id[label] for label in expected.labels.tolist()]
+        torch.testing.assert_close(xyxy, detections.boxes.double(), rtol=1e-5, atol=1e-3)
+        ids = [detector.label_to_category_id[label] for label in detections.labels.tolist()]
         assert [entry["category_id"] for entry in entries] == ids
-        shown = next(e for e in predictions["images"] if e["image_id"] == image_id)
-        assert all(score >= 0.5 for score in shown["scores"])
-        assert len(shown["scores"]) == int((expected.scores >= 0.5).sum())
+        shown = next(entry for entry in predictions["images"] if entry["image_id"] == image_id)
+        kept = detections.above(score_thresh)
+        assert shown["names"] == kept.names and len(shown["boxes"]) == len(kept)
+    assert 0 < len(next(e for e in predictions["images"] if e["image_id"] == 7)["scores"]) < len(expected[7])
 
 
 def test_proposals_are_drawn_and_listed(tiny_checkpoint, tmp_path):
