@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,14 +72,19 @@ class Detections:
         }
 
 
-def build_model(checkpoint: LoadedCheckpoint) -> nn.Module:
-    """The checkpoint's ``FasterRCNN`` (its own model config; a bare state dict: the default
-    model with as many classes as its box predictor) with its weights, in eval mode."""
-    if checkpoint.is_bare:
+def build_model(checkpoint: LoadedCheckpoint, model_cfg: Mapping[str, Any] | None = None) -> nn.Module:
+    """A ``FasterRCNN`` with the checkpoint's weights, in eval mode.
+
+    Args:
+        model_cfg: the model's Hydra config (``_target_`` and options); None: the checkpoint's
+            own, or for a bare state dict the default model with as many classes as its box
+            predictor. ``backbone_weights`` is dropped: the checkpoint's weights replace them.
+    """
+    if model_cfg is None and checkpoint.is_bare:
         model_cfg = {"_target_": "frcnn.modeling.FasterRCNN", "num_classes": _num_classes(checkpoint), "resize": False}
-    else:
-        model_cfg = dict(checkpoint.cfg["model"], backbone_weights=None)
-    model = hydra.utils.instantiate(model_cfg, _convert_="all")
+    elif model_cfg is None:
+        model_cfg = checkpoint.cfg["model"]
+    model = hydra.utils.instantiate(dict(model_cfg, backbone_weights=None), _convert_="all")
     missing, unexpected = model.load_state_dict(checkpoint.model_state_dict, strict=False)
     if missing or unexpected:
         example = (missing or unexpected)[0]
