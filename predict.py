@@ -16,10 +16,10 @@ A file that cannot be read is skipped with a warning and counted. See conf/predi
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,61 @@ def _check(cfg: DictConfig) -> None:
         raise UsageError(f"picture_format={cfg.picture_format}: use jpg or png")
 
 
+class Recorder:
+    """What a run writes: the predictions.json entries, the COCO results, and the pictures
+    (drawn and encoded on two threads while the model runs on the next batch)."""
+
+    def __init__(self, cfg: DictConfig, detector: Detector, files: list[ImageFile], out_dir: Path) -> None:
+        self.cfg, self.detector, self.files, self.out_dir = cfg, detector, files, out_dir
+        self.pictures = picture_paths(files, out_dir / "pictures", f".{cfg.picture_format}")
+        self.entries: dict[int, dict[str, Any]] = {}
+        self.skipped: list[dict[str, str]] = []
+        self.coco: list[tuple[int, Detections]] = []
+        self.pool = ThreadPoolExecutor(max_workers=2)
+        self.pending: deque[Future] = deque()
+
+    def skip(self, index: int, error: str) -> None:
+        self.skipped.append({"file": str(self.files[index].path), "error": error})
+
+    def add(self, index: int, image: torch.Tensor, output: Detections | torch.Tensor) -> None:
+        """Record image ``index`` (Tensor[3, H0, W0] uint8): detections, or proposals (Tensor[P, 4])."""
+        cfg, file = self.cfg, self.files[index]
+        entry = {"file": str(file.path), "image_id": file.image_id}
+        if cfg.proposals:
+            top = output[: cfg.num_proposals]
+            proposals = [[round(value, 2) for value in box] for box in top.tolist()]
+            self.entries[index] = {**entry, "height": image.shape[-2], "width": image.shape[-1], "proposals": proposals}
+        else:
+            top = output.above(cfg.score_thresh)
+            self.entries[index] = {**entry, **top.to_dict()}
+            if file.image_id is not None:
+                self.coco.append((file.image_id, output))
+        if cfg.pictures:
+            self.pending.append(self.pool.submit(self._draw, image, top, self.pictures[index]))
+            while len(self.pending) > 2 * cfg.batch_size:  # bounds the images held in memory
+                self.pending.popleft().result()
+
+    def _draw(self, image: torch.Tensor, result: Detections | torch.Tensor, path: Path) -> None:
+        cfg = self.cfg
+        save_picture(self.detector.draw(image, result, cfg.score_thresh, cfg.max_detections, cfg.num_proposals), path)
+
+    def write(self) -> dict[str, Any]:
+        """Wait for the pictures, write predictions.json (and coco_results.json); return the former."""
+        while self.pending:
+            self.pending.popleft().result()
+        self.pool.shutdown()
+        images = [self.entries[index] for index in sorted(self.entries)]
+        predictions = {"checkpoint": str(Path(self.cfg.ckpt).expanduser().resolve()), "score_thresh": self.cfg.score_thresh,
+                       "images": images, "skipped": self.skipped}  # fmt: skip
+        write_json(predictions, self.out_dir / "predictions.json")
+        if self.coco:
+            image_ids = np.concatenate([np.full(len(result), image_id) for image_id, result in self.coco])
+            boxes, scores, labels = (torch.cat([getattr(r, key) for _, r in self.coco]).numpy() for key in ("boxes", "scores", "labels"))
+            results = coco_results(image_ids, boxes, scores, labels, self.detector.label_to_category_id)
+            write_json(results, self.out_dir / "coco_results.json")
+        return predictions
+
+
 def predict(cfg: DictConfig) -> dict[str, Any]:
     """Run the whole prediction; returns what predictions.json holds."""
     _check(cfg)
@@ -83,81 +138,35 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     detector = Detector.from_checkpoint(
         cfg.ckpt, cfg.device, cfg.amp_dtype, cfg.batch_size, min_size=cfg.min_size, max_size=cfg.max_size
     )
-    pictures = picture_paths(files, out_dir / "pictures", f".{cfg.picture_format}")
     loader = DataLoader(
-        ImageFileDataset(files, detector.prepare),
-        batch_size=cfg.batch_size,
-        num_workers=cfg.num_workers,
-        collate_fn=list,
+        ImageFileDataset(files, detector.prepare), batch_size=cfg.batch_size, num_workers=cfg.num_workers, collate_fn=list
     )
-    entries: list[dict[str, Any] | None] = [None] * len(files)
-    skipped: list[dict[str, str]] = []
-    coco: list[tuple[int, Detections]] = []
-    pending: list[Future] = []
-    console = Console(stderr=True)
+    recorder = Recorder(cfg, detector, files, out_dir)
     columns = (TextColumn("predict"), BarColumn(), MofNCompleteColumn(), ImagesPerSecond(), TimeElapsedColumn())
     tic = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=2) as pool, Progress(*columns, console=console) as progress:
+    with Progress(*columns, console=Console(stderr=True)) as progress:
         task = progress.add_task("predict", total=len(files))
         for batch in loader:
-            for item in batch:
-                if item["error"] is not None:
-                    progress.console.print(f"predict.py: skipped {item['error']}", style="yellow", highlight=False, soft_wrap=True)
-                    skipped.append({"file": str(files[item["index"]].path), "error": item["error"]})
+            for item in (item for item in batch if item["error"] is not None):
+                progress.console.print(f"predict.py: skipped {item['error']}", style="yellow", highlight=False, soft_wrap=True)
+                recorder.skip(item["index"], item["error"])
             good = [item for item in batch if item["error"] is None]
             if good:
                 inputs = [item["input"] for item in good]
                 sizes = torch.tensor([item["image"].shape[-2:] for item in good])
                 outputs = detector.propose(inputs, sizes) if cfg.proposals else detector.detect(inputs, sizes)
                 for item, output in zip(good, outputs):
-                    file = files[item["index"]]
-                    entries[item["index"]] = _entry(cfg, file, item["image"], output)
-                    if not cfg.proposals and file.image_id is not None:
-                        coco.append((file.image_id, output))
-                    if cfg.pictures:
-                        result = output if cfg.proposals else output.above(cfg.score_thresh)
-                        pending.append(pool.submit(_draw_and_save, cfg, detector, item["image"], result, pictures[item["index"]]))
-            # Pictures are drawn and encoded on two threads; waiting here bounds the images held.
-            while len(pending) > 2 * cfg.batch_size:
-                pending.pop(0).result()
+                    recorder.add(item["index"], item["image"], output)
             progress.advance(task, len(batch))
-        for future in pending:
-            future.result()
+        predictions = recorder.write()
     seconds = time.perf_counter() - tic
 
-    images = [entry for entry in entries if entry is not None]
-    predictions = {"checkpoint": str(Path(cfg.ckpt).expanduser().resolve()), "score_thresh": cfg.score_thresh,
-                   "images": images, "skipped": skipped}  # fmt: skip
-    write_json(predictions, out_dir / "predictions.json")
-    if coco:
-        write_json(_coco_results(coco, detector), out_dir / "coco_results.json")
-    found = "proposals" if cfg.proposals else f"{sum(len(entry['scores']) for entry in images)} detections (score >= {cfg.score_thresh})"
+    images, skipped = predictions["images"], predictions["skipped"]
+    found = "proposals" if cfg.proposals else f"{sum(len(e['scores']) for e in images)} detections (score >= {cfg.score_thresh})"
     print(f"{len(images)} images, {found} in {seconds:.1f} s ({len(images) / seconds:.1f} images/s). Results in {out_dir}")
     if skipped:
         print(f"skipped {len(skipped)} of {len(files)} files that could not be read (listed in predictions.json)")
     return predictions
-
-
-def _entry(cfg: DictConfig, file: ImageFile, image: torch.Tensor, output: Detections | torch.Tensor) -> dict[str, Any]:
-    entry = {"file": str(file.path), "image_id": file.image_id}
-    if cfg.proposals:
-        top = output[: cfg.num_proposals].tolist()
-        return {**entry, "height": image.shape[-2], "width": image.shape[-1], "proposals": [[round(v, 2) for v in box] for box in top]}
-    return {**entry, **output.above(cfg.score_thresh).to_dict()}
-
-
-def _draw_and_save(cfg: DictConfig, detector: Detector, image: torch.Tensor, result, path: Path) -> None:
-    picture = detector.draw(image, result, score_thresh=cfg.score_thresh, max_detections=cfg.max_detections,
-                            num_proposals=cfg.num_proposals)  # fmt: skip
-    save_picture(picture, path)
-
-
-def _coco_results(coco: list[tuple[int, Detections]], detector: Detector) -> list[dict[str, Any]]:
-    image_ids = np.concatenate([np.full(len(result), image_id) for image_id, result in coco])
-    boxes = torch.cat([result.boxes for _, result in coco]).numpy()
-    scores = torch.cat([result.scores for _, result in coco]).numpy()
-    labels = torch.cat([result.labels for _, result in coco]).numpy()
-    return coco_results(image_ids, boxes, scores, labels, detector.label_to_category_id)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
