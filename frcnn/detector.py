@@ -177,20 +177,18 @@ class Detector:
 
     def __call__(self, images: ImageInput | Sequence[ImageInput]) -> list[Detections]:
         """Detections for each image (a path, PIL image, uint8/float tensor or NumPy array)."""
-        originals = self._load(images)
-        results = []
-        for start in range(0, len(originals), self.batch_size):
-            chunk = originals[start : start + self.batch_size]
-            results += self.detect([self.prepare(image) for image in chunk], self._sizes(chunk))
-        return results
+        return self._in_batches(self.detect, images)
 
     def proposals(self, images: ImageInput | Sequence[ImageInput]) -> list[Tensor]:
         """The RPN proposals (Tensor[P, 4], best first) of each image, in its original pixels."""
+        return self._in_batches(self.propose, images)
+
+    def _in_batches(self, run: Callable[[list[Tensor], Tensor], list], images: ImageInput | Sequence[ImageInput]) -> list:
         originals = self._load(images)
         results = []
         for start in range(0, len(originals), self.batch_size):
             chunk = originals[start : start + self.batch_size]
-            results += self.propose([self.prepare(image) for image in chunk], self._sizes(chunk))
+            results += run([self.prepare(image) for image in chunk], self._sizes(chunk))
         return results
 
     @staticmethod
@@ -261,16 +259,8 @@ class Detector:
         """
         original = load_image(image)
         if isinstance(result, Detections):
-            picture = draw_detections(
-                original,
-                result.boxes,
-                result.scores,
-                result.labels,
-                class_names=self.class_names,
-                score_threshold=score_thresh,
-                max_detections=max_detections,
-                pred_color=None,
-            )
+            picture = draw_detections(original, result.boxes, result.scores, result.labels, class_names=self.class_names,
+                                      score_threshold=score_thresh, max_detections=max_detections, pred_color=None)  # fmt: skip
         else:
             picture = draw_proposals(original, result, num_proposals)
         if isinstance(image, (str, os.PathLike, Image.Image)):
