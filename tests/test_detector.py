@@ -4,7 +4,9 @@ input kind, a converted torchvision checkpoint with COCO's names, pictures scale
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import hydra
 import numpy as np
@@ -28,8 +30,17 @@ def detector(tiny_checkpoint: Path) -> Detector:
     return Detector.from_checkpoint(tiny_checkpoint, device="cpu", batch_size=2)
 
 
+@dataclass
+class EvaluatePath:
+    datamodule: Any
+    images: list[torch.Tensor]  # as the model saw them (resized by the data module)
+    targets: list[dict]
+    detections: list[dict]  # in the images' pixels
+    original_detections: list[dict]  # in the stored images' pixels
+
+
 @pytest.fixture(scope="module")
-def evaluate_path(tiny_checkpoint: Path) -> tuple[list[dict], list[dict], object]:
+def evaluate_path(tiny_checkpoint: Path) -> EvaluatePath:
     """evaluate.py's path: its model, the checkpoint's val loader, ``predict``, ``original_pixels``."""
     from omegaconf import OmegaConf
 
@@ -39,12 +50,13 @@ def evaluate_path(tiny_checkpoint: Path) -> tuple[list[dict], list[dict], object
     datamodule = hydra.utils.instantiate(checkpoint.cfg["data"], _convert_="all")
     datamodule.setup("validate")
     model = build_model(OmegaConf.create(checkpoint.cfg), checkpoint, datamodule.num_classes)
-    detections, targets = [], []
-    for _, batch_targets, batch_detections in predict(model, datamodule.val_dataloader(), torch.device("cpu")):
-        mapped_detections, _ = original_pixels(batch_targets, batch_detections)
-        detections += mapped_detections
-        targets += batch_targets
-    return detections, targets, datamodule
+    path = EvaluatePath(datamodule, [], [], [], [])
+    for images, targets, detections in predict(model, datamodule.val_dataloader(), torch.device("cpu")):
+        path.images += images
+        path.targets += targets
+        path.detections += detections
+        path.original_detections += original_pixels(targets, detections)[0]
+    return path
 
 
 def _val_image(datamodule, image_id: int) -> bytes:
@@ -55,7 +67,7 @@ def _val_image(datamodule, image_id: int) -> bytes:
 
 
 def test_detector_gives_evaluate_detections(detector, evaluate_path, tmp_path):
-    detections, targets, datamodule = evaluate_path
+    detections, targets, datamodule = evaluate_path.original_detections, evaluate_path.targets, evaluate_path.datamodule
     assert sum(len(d["boxes"]) for d in detections) > 0
     paths = []
     for target in targets:
@@ -79,7 +91,7 @@ def test_trainer_predict_gives_evaluate_detections(tiny_checkpoint, evaluate_pat
     from frcnn.data.collate import collate_detection
     from frcnn.lit import DetectionModule
 
-    detections, targets, datamodule = evaluate_path
+    detections, targets, datamodule = evaluate_path.original_detections, evaluate_path.targets, evaluate_path.datamodule
     module = DetectionModule.from_checkpoint(tiny_checkpoint)
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     # A plain DataLoader over the val stream: Lightning's predict loop re-creates a loader
@@ -93,10 +105,15 @@ def test_trainer_predict_gives_evaluate_detections(tiny_checkpoint, evaluate_pat
         torch.testing.assert_close(output["boxes"], expected["boxes"], rtol=0, atol=0)
         torch.testing.assert_close(output["scores"], expected["scores"], rtol=0, atol=0)
 
+    # Batches that are lists of images: boxes in those images' pixels.
+    loader = DataLoader(evaluate_path.images, batch_size=datamodule.batch_size, collate_fn=list)
+    outputs = [output for batch in trainer.predict(module, loader) for output in batch]
+    for output, expected in zip(outputs, evaluate_path.detections, strict=True):
+        torch.testing.assert_close(output["boxes"], expected["boxes"], rtol=0, atol=0)
+
 
 def test_every_input_kind_gives_the_same_detections(detector, evaluate_path, tmp_path):
-    _, targets, datamodule = evaluate_path
-    encoded = _val_image(datamodule, int(targets[0]["image_id"]))
+    encoded = _val_image(evaluate_path.datamodule, int(evaluate_path.targets[0]["image_id"]))
     path = tmp_path / "image.jpg"
     path.write_bytes(encoded)
     array = np.asarray(Image.open(io.BytesIO(encoded)).convert("RGB"))
