@@ -32,7 +32,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from frcnn.evaluation import COCOEvaluator, GroundTruthError, evaluate_coco, load_ground_truth_json, write_json
-from frcnn.evaluation.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint
+from frcnn.detector import build_model, resolve_device
+from frcnn.evaluation.checkpoint import CheckpointError, load_checkpoint
 from frcnn.evaluation.ground_truth import check_same_ids, left_out_message
 from frcnn.evaluation.inference import in_original_pixels, predict
 from frcnn.evaluation.report import format_coco_table, format_per_class_table, write_metrics
@@ -72,29 +73,6 @@ def merged_config(cfg: DictConfig, stored: dict[str, Any], overrides: list[str])
     return merged
 
 
-def build_model(config: DictConfig, checkpoint: LoadedCheckpoint, num_classes: int) -> torch.nn.Module:
-    """``FasterRCNN`` from ``config.model`` with the checkpoint's weights (no backbone file needed)."""
-    model_cfg = OmegaConf.to_container(config.model, resolve=True)
-    model_cfg["backbone_weights"] = None
-    if checkpoint.is_bare:
-        model_cfg["num_classes"] = num_classes
-    model = hydra.utils.instantiate(model_cfg, _convert_="all")
-    missing, unexpected = model.load_state_dict(checkpoint.model_state_dict, strict=False)
-    if missing or unexpected:
-        example = (missing or unexpected)[0]
-        raise CheckpointError(
-            f"the checkpoint's weights do not fit the model config: {len(missing)} missing and "
-            f"{len(unexpected)} unexpected parameters (e.g. {example!r})"
-        )
-    return model
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Run the whole evaluation; returns what metrics.json holds."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -114,8 +92,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             f"evaluate it on data with the same classes"
         )
     ground_truth, source = ground_truth_of(cfg, datamodule)
-    device = _device(cfg.device)
-    model = build_model(config, checkpoint, datamodule.num_classes).to(device)
+    device = resolve_device(cfg.device)
+    model_cfg = OmegaConf.to_container(config.model, resolve=True)
+    if checkpoint.is_bare:
+        model_cfg["num_classes"] = datamodule.num_classes
+    model = build_model(checkpoint, model_cfg).to(device)
     amp_dtype = getattr(torch, cfg.amp_dtype) if cfg.amp_dtype else None
 
     evaluator = COCOEvaluator(datamodule.label_to_category_id, ground_truth=ground_truth)

@@ -75,3 +75,15 @@ def _restore_torch_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_overrides: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``last.ckpt`` of a one-step ``tiny_overrides`` run whose model keeps every box
+    (``box_score_thresh=0``, 10 per image), so that an untrained model still detects."""
+    from train import train
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    overrides = [*tiny_overrides, "trainer.max_steps=1", "model.box_score_thresh=0.0", "model.box_detections_per_img=10"]
+    train(compose_config(overrides, out))
+    return out / "checkpoints" / "last.ckpt"

@@ -28,3 +28,21 @@ def decode_rgb(image: dict | bytes) -> torch.Tensor:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise CorruptImageError(str(error)) from error
     return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1).contiguous()
+
+
+def pil_to_uint8_rgb(image: Image.Image) -> torch.Tensor:
+    """Any PIL mode (L, P, RGBA, CMYK, I;16 / I, F, ...) as RGB: Tensor[3, H, W] uint8.
+
+    16-bit (and 32-bit integer) images are scaled linearly from 0..65535 to 0..255; float
+    images are taken as 0..1 when their maximum is at most 1, else as 0..255.
+    """
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        if image.mode == "F":
+            scale = 255.0 if values.size and np.nanmax(values) <= 1.0 else 1.0
+        else:
+            scale = 255.0 / 65535.0
+        gray = np.clip(np.nan_to_num(values * scale), 0, 255).round().astype(np.uint8)
+        return torch.from_numpy(gray)[None].expand(3, -1, -1).contiguous()
+    rgb = np.asarray(image.convert("RGB"))
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous()

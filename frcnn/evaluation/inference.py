@@ -13,13 +13,7 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch import Tensor, nn
 
-
-def to_original_pixels(boxes: Tensor, size: Tensor, orig_size: Tensor) -> Tensor:
-    """boxes (Tensor[K, 4]) xyxy in an image of ``size`` (H, W) -> pixels of ``orig_size`` (H0, W0).
-    Tensor ops only: no host sync when the sizes live on the GPU."""
-    as_f64 = dict(device=boxes.device, dtype=torch.float64)
-    scale_yx = torch.as_tensor(orig_size).to(**as_f64) / torch.as_tensor(size).to(**as_f64)
-    return boxes * scale_yx.flip(0).repeat(2).to(boxes.dtype)
+from frcnn.ops.rescale import to_original_pixels
 
 
 @torch.inference_mode()

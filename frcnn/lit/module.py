@@ -192,6 +192,20 @@ class DetectionModule(pl.LightningModule):
             for writer in writers:
                 writer.add_image(f"val/images/{index}", picture, global_step=self.global_step)
 
+    # -------------------------------------------------------------- prediction
+
+    def predict_step(self, batch: Batch | list[Tensor], batch_idx: int) -> list[dict[str, Tensor]]:
+        """``trainer.predict(module, loader)``: ``boxes``, ``scores``, ``labels`` per image.
+
+        ``batch`` is ``(images, targets)`` as in validation (boxes mapped from ``size`` to
+        ``orig_size`` pixels, ``image_id`` passed on) or a list of images (boxes in their pixels).
+        """
+        images, targets = batch if isinstance(batch, tuple) else (batch, None)
+        preds = self.model(images)
+        if targets is None:
+            return preds
+        return [{**pred, "image_id": target["image_id"]} for pred, target in zip(in_original_pixels(preds, targets), targets)]
+
     # ------------------------------------------------------------ optimisation
 
     def configure_optimizers(self) -> dict[str, Any]:

@@ -1,0 +1,269 @@
+"""`Detector`: a trained Faster R-CNN behind one call, for notebooks and ``predict.py``.
+
+    from frcnn import Detector
+
+    detector = Detector.from_checkpoint("outputs/.../last.ckpt", device="auto")
+    results = detector(["a.jpg", pil_image, uint8_chw_tensor, hwc_numpy_array])
+    results[0].boxes, results[0].scores, results[0].labels, results[0].names
+    picture = detector.draw("a.jpg", results[0])          # a PIL image here (a tensor for tensors)
+
+Images are resized exactly as the checkpoint's data module resized them in training and
+evaluation (``data.resize``, ``min_size``, ``max_size``), so a detector gives evaluate.py's
+detections; boxes come back ``xyxy`` in each input image's own pixels (EXIF-rotated as shown).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from frcnn.convert import COCO_CATEGORY_IDS
+from frcnn.data.coco_classes import COCO_CLASSES
+from frcnn.data.image_files import ImageInput, load_image
+from frcnn.data.transforms import build_resize
+from frcnn.evaluation.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint
+from frcnn.evaluation.visualize import draw_detections, draw_proposals
+from frcnn.ops.rescale import to_original_pixels
+
+__all__ = ["Detections", "Detector", "build_model"]
+
+# A bare state dict (python -m frcnn.convert) has no data config: torchvision's COCO resize.
+_BARE_RESIZE = {"mode": "keep_ratio", "min_size": 800, "max_size": 1333, "square_size": 800}
+
+
+@dataclass
+class Detections:
+    """One image's detections, best first; boxes (Tensor[K, 4]) xyxy in its original pixels,
+    scores (Tensor[K]), labels (Tensor[K], 1..C-1), names (K class names); image_size (H, W)."""
+
+    boxes: Tensor
+    scores: Tensor
+    labels: Tensor
+    names: list[str]
+    image_size: tuple[int, int]
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def above(self, score_thresh: float) -> Detections:
+        """The detections scoring at least ``score_thresh``."""
+        keep = self.scores >= score_thresh
+        names = [name for name, kept in zip(self.names, keep.tolist()) if kept]
+        return Detections(self.boxes[keep], self.scores[keep], self.labels[keep], names, self.image_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain lists for JSON: boxes rounded to 0.01 px, scores to 1e-4."""
+        return {
+            "height": self.image_size[0],
+            "width": self.image_size[1],
+            "boxes": [[round(value, 2) for value in box] for box in self.boxes.tolist()],
+            "scores": [round(score, 4) for score in self.scores.tolist()],
+            "labels": self.labels.tolist(),
+            "names": self.names,
+        }
+
+
+def build_model(checkpoint: LoadedCheckpoint, model_cfg: Mapping[str, Any] | None = None) -> nn.Module:
+    """A ``FasterRCNN`` with the checkpoint's weights, in eval mode.
+
+    Args:
+        model_cfg: the model's Hydra config (``_target_`` and options); None: the checkpoint's
+            own, or for a bare state dict the default model with as many classes as its box
+            predictor. ``backbone_weights`` is dropped: the checkpoint's weights replace them.
+    """
+    if model_cfg is None and checkpoint.is_bare:
+        model_cfg = {"_target_": "frcnn.modeling.FasterRCNN", "num_classes": _num_classes(checkpoint), "resize": False}
+    elif model_cfg is None:
+        model_cfg = checkpoint.cfg["model"]
+    model = hydra.utils.instantiate(dict(model_cfg, backbone_weights=None), _convert_="all")
+    missing, unexpected = model.load_state_dict(checkpoint.model_state_dict, strict=False)
+    if missing or unexpected:
+        example = (missing or unexpected)[0]
+        raise CheckpointError(
+            f"the checkpoint's weights do not fit the model config: {len(missing)} missing and "
+            f"{len(unexpected)} unexpected parameters (e.g. {example!r})"
+        )
+    return model.eval()
+
+
+def _num_classes(checkpoint: LoadedCheckpoint) -> int:
+    weight = checkpoint.model_state_dict.get("roi_heads.box_predictor.cls_score.weight")
+    if weight is None:
+        raise CheckpointError("the state dict has no roi_heads.box_predictor.cls_score.weight: not a FasterRCNN of frcnn")
+    return int(weight.shape[0])
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """`auto`: CUDA when there is one, else the CPU; any other name as `torch.device` reads it."""
+    if str(name) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Detector:
+    """A model, its class names and its input resize; see the module docstring.
+
+    Args:
+        model: a ``FasterRCNN`` (moved to ``device``, put in eval mode).
+        class_names: index = label, ``class_names[0]`` = background.
+        prepare: Tensor[3, H0, W0] uint8 -> Tensor[3, H, W] uint8, the model's input resize.
+        label_to_category_id: label -> dataset category id (COCO results files).
+        device: "auto" (CUDA when there is one), "cpu", "cuda", "cuda:N".
+        amp_dtype: autocast dtype on CUDA (None: full precision); unused on the CPU.
+        batch_size: images per forward pass in ``__call__``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        class_names: Sequence[str],
+        prepare: Callable[[Tensor], Tensor],
+        label_to_category_id: Sequence[int] | dict[int, int] | None = None,
+        device: str | torch.device = "auto",
+        amp_dtype: torch.dtype | None = torch.float16,
+        batch_size: int = 4,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.class_names = list(class_names)
+        self.prepare = prepare
+        self.label_to_category_id = label_to_category_id
+        self.amp_dtype = amp_dtype
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike,
+        device: str | torch.device = "auto",
+        amp_dtype: torch.dtype | str | None = torch.float16,
+        batch_size: int = 4,
+        min_size: int | None = None,
+        max_size: int | None = None,
+    ) -> Detector:
+        """A checkpoint of the training app (.ckpt) or a state dict from ``python -m frcnn.convert``
+        (81 classes: COCO's names and category ids).
+
+        ``min_size``/``max_size`` replace the checkpoint's resize sizes. Raises
+        :class:`~frcnn.evaluation.checkpoint.CheckpointError` (one line) for a missing or foreign file.
+        """
+        checkpoint = load_checkpoint(path)
+        model = build_model(checkpoint)
+        num_classes = model.num_classes
+        if checkpoint.is_bare:
+            resize_cfg = dict(_BARE_RESIZE)
+            coco = num_classes == len(COCO_CLASSES) + 1
+            class_names = ["background", *COCO_CLASSES] if coco else ["background", *map(str, range(1, num_classes))]
+            label_to_category_id = [0, *COCO_CATEGORY_IDS] if coco else None
+        else:
+            data_cfg = checkpoint.cfg.get("data", {})
+            resize_cfg = {key: data_cfg.get("resize" if key == "mode" else key, value) for key, value in _BARE_RESIZE.items()}
+            class_names = checkpoint.class_names or ["background", *map(str, range(1, num_classes))]
+            label_to_category_id = checkpoint.label_to_category_id
+        resize_cfg.update({key: value for key, value in (("min_size", min_size), ("max_size", max_size)) if value})
+        if isinstance(amp_dtype, str):
+            amp_dtype = getattr(torch, amp_dtype)
+        return cls(model, class_names, build_resize(**resize_cfg), label_to_category_id, device, amp_dtype, batch_size)
+
+    # ------------------------------------------------------------------ inputs
+
+    def __call__(self, images: ImageInput | Sequence[ImageInput]) -> list[Detections]:
+        """Detections for each image (a path, PIL image, uint8/float tensor or NumPy array)."""
+        return self._in_batches(self.detect, images)
+
+    def proposals(self, images: ImageInput | Sequence[ImageInput]) -> list[Tensor]:
+        """The RPN proposals (Tensor[P, 4], best first) of each image, in its original pixels."""
+        return self._in_batches(self.propose, images)
+
+    def _in_batches(self, run: Callable[[list[Tensor], Tensor], list], images: ImageInput | Sequence[ImageInput]) -> list:
+        originals = self._load(images)
+        results = []
+        for start in range(0, len(originals), self.batch_size):
+            chunk = originals[start : start + self.batch_size]
+            results += run([self.prepare(image) for image in chunk], self._sizes(chunk))
+        return results
+
+    @staticmethod
+    def _load(images: ImageInput | Sequence[ImageInput]) -> list[Tensor]:
+        single = isinstance(images, (str, os.PathLike, Image.Image, Tensor)) or (
+            hasattr(images, "ndim") and not isinstance(images, (list, tuple))
+        )
+        return [load_image(image) for image in ([images] if single else images)]
+
+    @staticmethod
+    def _sizes(images: Sequence[Tensor]) -> Tensor:
+        return torch.tensor([image.shape[-2:] for image in images])
+
+    # ------------------------------------------------------------------- model
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.device.type == "cuda" and self.amp_dtype is not None:
+            return torch.autocast("cuda", dtype=self.amp_dtype)
+        return contextlib.nullcontext()
+
+    @torch.inference_mode()
+    def detect(self, inputs: Sequence[Tensor], orig_sizes: Tensor) -> list[Detections]:
+        """Detections for prepared images.
+
+        Args:
+            inputs: Tensor[3, H, W] uint8 each, already ``prepare``-d (resized).
+            orig_sizes (Tensor[B, 2]): (H0, W0) of the images before ``prepare``.
+        """
+        with self._autocast():
+            outputs = self.model([image.to(self.device, non_blocking=True) for image in inputs])
+        sizes = self._sizes(inputs)
+        results = []
+        for output, size, orig_size in zip(outputs, sizes, orig_sizes):
+            labels = output["labels"].cpu()
+            results.append(
+                Detections(
+                    boxes=to_original_pixels(output["boxes"].float().cpu(), size, orig_size),
+                    scores=output["scores"].float().cpu(),
+                    labels=labels,
+                    names=[self.class_names[label] for label in labels.tolist()],
+                    image_size=tuple(orig_size.tolist()),
+                )
+            )
+        return results
+
+    @torch.inference_mode()
+    def propose(self, inputs: Sequence[Tensor], orig_sizes: Tensor) -> list[Tensor]:
+        """RPN proposals (Tensor[P, 4], best first, original pixels) for prepared images."""
+        with self._autocast():
+            proposals = self.model.proposals([image.to(self.device, non_blocking=True) for image in inputs])
+        sizes = self._sizes(inputs)
+        return [to_original_pixels(boxes.float().cpu(), size, orig) for boxes, size, orig in zip(proposals, sizes, orig_sizes)]
+
+    # ----------------------------------------------------------------- outputs
+
+    def draw(
+        self,
+        image: ImageInput,
+        result: Detections | Tensor,
+        score_thresh: float = 0.3,
+        max_detections: int = 100,
+        num_proposals: int = 100,
+    ) -> Tensor | Image.Image:
+        """``image`` with ``result`` drawn: detections (a colour per class, "name score"), or
+        proposals (a Tensor[P, 4] from :meth:`proposals`, the first ``num_proposals``).
+
+        Returns a PIL image for a path or PIL input, else Tensor[3, H, W] uint8.
+        """
+        original = load_image(image)
+        if isinstance(result, Detections):
+            picture = draw_detections(original, result.boxes, result.scores, result.labels, class_names=self.class_names,
+                                      score_threshold=score_thresh, max_detections=max_detections, pred_color=None)  # fmt: skip
+        else:
+            picture = draw_proposals(original, result, num_proposals)
+        if isinstance(image, (str, os.PathLike, Image.Image)):
+            return Image.fromarray(picture.permute(1, 2, 0).numpy())
+        return picture
