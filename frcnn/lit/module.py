@@ -23,7 +23,6 @@ the official COCO protocol, :mod:`frcnn.evaluation.ground_truth`), not against t
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,16 +31,13 @@ from typing import Any
 import hydra
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from frcnn.distributed import gather_objects
 from frcnn.evaluation import COCOEvaluator
 from frcnn.evaluation.inference import in_original_pixels
-from frcnn.evaluation.visualize import draw_detections
+from frcnn.modeling.detector import LOSS_NAMES
 
-LOSS_NAMES = ("rpn_cls", "rpn_box", "roi_cls", "roi_box")
 Batch = tuple[list[Tensor], list[dict[str, Tensor]]]
 VAL_METRIC_NAMES = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large", "mar_100")
 
@@ -51,7 +47,9 @@ class ConfigError(ValueError):
 
 
 class DetectionModule(pl.LightningModule):
-    """Wraps the detector: four losses in training, COCO mAP in validation.
+    """Wraps the detector: four losses in training, COCO mAP in validation, the optimizer and
+    its schedule. What a run shows besides (speed, memory, pictures) and the per-rank random
+    state live in callbacks (`frcnn.lit.monitoring`, `frcnn.lit.rng_state`).
 
     Args:
         cfg: the resolved training config as a plain dict (see the module docstring); this
@@ -76,15 +74,8 @@ class DetectionModule(pl.LightningModule):
         )
         self.cfg = cfg
         self.model = hydra.utils.instantiate(cfg["model"], _convert_="all")
-        options = cfg.get("module", {})
-        self.per_class_ap = bool(options.get("per_class_ap", False))
-        self.num_images_to_draw = int(options.get("num_images_to_draw", 0))
-        self.draw_score_thresh = float(options.get("draw_score_thresh", 0.3))
+        self.per_class_ap = bool(cfg.get("module", {}).get("per_class_ap", False))
         self.val_metric = COCOEvaluator(label_to_category_id, class_metrics=self.per_class_ap)
-        self._last_batch_end: float | None = None
-        self._num_step_images = 0
-        self._num_drawn = 0
-        self._rng_states_to_restore: dict[str, Any] | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: Any = "cpu") -> DetectionModule:
@@ -105,7 +96,6 @@ class DetectionModule(pl.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         images, targets = batch
-        self._num_step_images = len(images)
         losses = self.model(images, targets)
         loss = sum(losses.values())
         # One host sync per step to decide the skip, agreed across ranks so that DDP never
@@ -125,33 +115,16 @@ class DetectionModule(pl.LightningModule):
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, batch_size=batch_size)
         return loss
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        # images/s over the whole interval between two batch ends: data loading included.
-        now = time.perf_counter()
-        if self._last_batch_end is not None:
-            num_images = self._num_step_images * self.trainer.world_size
-            self.log("train/images_per_sec", num_images / (now - self._last_batch_end), on_step=True, batch_size=1)
-        self._last_batch_end = now
-        if self.device.type == "cuda":
-            peak_gib = torch.cuda.max_memory_allocated(self.device) / 2**30
-            self.log("train/peak_mem_gib", peak_gib, on_step=True, batch_size=1)
-
-    def on_train_epoch_start(self) -> None:
-        self._last_batch_end = None
-
     # -------------------------------------------------------------- validation
 
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+    def validation_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Tensor]]:
+        """Scores the batch; returns its detections (in the batch's pixels) for callbacks."""
         images, targets = batch
         preds = self.model(images)
         self.val_metric.update(in_original_pixels(preds, targets), [target["image_id"] for target in targets])
-        num_to_draw = self.num_images_to_draw - self._num_drawn
-        if num_to_draw > 0:
-            self._draw(images[:num_to_draw], preds, targets)
-            self._num_drawn += len(images[:num_to_draw])
+        return preds
 
     def on_validation_epoch_start(self) -> None:
-        self._num_drawn = 0
         # The split's stored annotations (cached by the data module) and its ids, from one source:
         # every rank holds them all, and the metric scores the images the ranks evaluated together.
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -170,27 +143,6 @@ class DetectionModule(pl.LightningModule):
                 for label, ap in zip(metrics["classes"].tolist(), metrics["map_per_class"])
             }
             self.log_dict(per_class, sync_dist=True)
-
-    def _draw(self, images: list[Tensor], preds: list[dict[str, Tensor]], targets: list[dict[str, Tensor]]) -> None:
-        """Send images with ground truth (green) and predictions (red) to TensorBoard."""
-        if self.trainer.sanity_checking or not self.trainer.is_global_zero:
-            return
-        writers = [logger.experiment for logger in self.loggers if isinstance(logger, TensorBoardLogger)]
-        if not writers:
-            return
-        for index, (image, pred, target) in enumerate(zip(images, preds, targets), start=self._num_drawn):
-            picture = draw_detections(
-                image,
-                pred["boxes"],
-                pred["scores"],
-                pred["labels"],
-                target["boxes"],
-                target["labels"],
-                class_names=self.hparams.class_names,
-                score_threshold=self.draw_score_thresh,
-            )
-            for writer in writers:
-                writer.add_image(f"val/images/{index}", picture, global_step=self.global_step)
 
     # -------------------------------------------------------------- prediction
 
@@ -237,41 +189,6 @@ class DetectionModule(pl.LightningModule):
         if total_steps is not None and trainer.max_epochs and trainer.max_epochs > 0:
             return max(math.ceil(total_steps / trainer.max_epochs), 1)
         return None
-
-    # -------------------------------------------------------- checkpoint state
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # The samplers of the RPN and RoI heads draw from torch's generators, which differ per
-        # rank: every rank's states are gathered (a collective: Lightning builds the checkpoint
-        # on every rank) and each rank restores its own.
-        state = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            state["cuda"] = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
-        checkpoint["rng_states"] = gather_objects(state)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        states = checkpoint.get("rng_states")
-        if isinstance(states, dict):  # written before per-rank states: rank 0's only
-            states = [states]
-        self._rng_states_to_restore = states
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        # Restored here, not on load: building the loaders' iterators after the load draws
-        # from the same generators, which an uninterrupted run did not do at this point.
-        states, self._rng_states_to_restore = self._rng_states_to_restore, None
-        if not states:
-            return
-        if len(states) != self.trainer.world_size:
-            warnings.warn(
-                f"the checkpoint holds random states for {len(states)} rank(s), this run has "
-                f"{self.trainer.world_size}: random streams restart from the seed",
-                stacklevel=1,
-            )
-            return
-        state = states[self.trainer.global_rank]
-        torch.set_rng_state(state["torch"])
-        if state.get("cuda") is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda"], self.device)
 
 
 def _describe(partial_cfg: Mapping[str, Any]) -> str:

@@ -1,0 +1,64 @@
+"""What a run shows besides its losses: training speed and memory, and validation pictures."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from frcnn.evaluation.visualize import draw_detections
+
+
+class TrainingSpeed(Callback):
+    """`train/images_per_sec` (all ranks, over the whole interval between two batch ends: data
+    loading included) and, on CUDA, `train/peak_mem_gib` at every step."""
+
+    def __init__(self) -> None:
+        self._last_batch_end: float | None = None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last_batch_end = None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        now = time.perf_counter()
+        if self._last_batch_end is not None:
+            num_images = len(batch[0]) * trainer.world_size
+            pl_module.log("train/images_per_sec", num_images / (now - self._last_batch_end), on_step=True, batch_size=1)
+        self._last_batch_end = now
+        if pl_module.device.type == "cuda":
+            peak_gib = torch.cuda.max_memory_allocated(pl_module.device) / 2**30
+            pl_module.log("train/peak_mem_gib", peak_gib, on_step=True, batch_size=1)
+
+
+class ValidationPictures(Callback):
+    """The first `num_images` validation images of every validation (rank 0), with ground truth
+    (green) and predictions above `score_thresh` (a colour per class), to TensorBoard as
+    `val/images/<i>`. Uses the predictions `validation_step` returns."""
+
+    def __init__(self, num_images: int = 4, score_thresh: float = 0.3) -> None:
+        self.num_images, self.score_thresh = num_images, score_thresh
+        self._num_drawn = 0
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._num_drawn = 0
+
+    def on_validation_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        writers = [logger.experiment for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+        if trainer.sanity_checking or not trainer.is_global_zero or not writers or outputs is None:
+            return
+        images, targets = batch
+        class_names = pl_module.hparams.get("class_names")
+        for image, pred, target in list(zip(images, outputs, targets))[: self.num_images - self._num_drawn]:
+            picture = draw_detections(
+                image, pred["boxes"], pred["scores"], pred["labels"], target["boxes"], target["labels"],
+                class_names=class_names, score_threshold=self.score_thresh,
+            )  # fmt: skip
+            for writer in writers:
+                writer.add_image(f"val/images/{self._num_drawn}", picture, global_step=trainer.global_step)
+            self._num_drawn += 1
