@@ -24,7 +24,8 @@ import torch.distributed as dist
 from datasets.distributed import split_dataset_by_node
 from torch.utils.data import IterableDataset, get_worker_info
 
-from frcnn.data.decode import CorruptImageError, decode_rgb
+from frcnn.data.decode import decode_rgb
+from frcnn.data.row_checks import BadRow
 from frcnn.data.source import set_read_retries
 from frcnn.data.transforms import DetectionTransform
 
@@ -160,7 +161,7 @@ class DetectionStream(IterableDataset):
         image_id = int(row["image_id"])
         try:
             image = decode_rgb(row["image"])
-        except CorruptImageError as error:
+        except BadRow as error:
             self._corrupt[slot] += 1
             warnings.warn(f"skipping corrupt image image_id={image_id}: {error}", stacklevel=2)
             return None
