@@ -19,6 +19,7 @@ Row kept, counted:
 COCO folders (`coco_folder.CocoFolder.problems`, checked when the folder is opened):
     missing_image_file  an image listed in the json without its file: the image is left out
     unknown_category    an annotation whose category id is not in `categories`: the annotation is left out
+    unknown_image       an annotation whose image id is not in `images`: the annotation is left out
 
 Rule for `width`/`height`: the decoded pixels are the truth (boxes must land on them). Columns
 equal to the pixels, or null, are fine; a uniform rescale (same aspect ratio within one pixel)
@@ -45,10 +46,11 @@ DEGENERATE_BOX = "degenerate_box"
 BOX_OUTSIDE_IMAGE = "box_outside_image"
 MISSING_IMAGE_FILE = "missing_image_file"
 UNKNOWN_CATEGORY = "unknown_category"
+UNKNOWN_IMAGE = "unknown_image"
 
 ROW_SKIP_KINDS = (UNDECODABLE_IMAGE, TOO_MANY_PIXELS, MALFORMED_OBJECTS, LABEL_OUT_OF_RANGE, NONFINITE_BOX, SIZE_MISMATCH)
 ROW_COUNT_KINDS = (SIZE_RESCALED, DEGENERATE_BOX, BOX_OUTSIDE_IMAGE)
-FOLDER_KINDS = (MISSING_IMAGE_FILE, UNKNOWN_CATEGORY)
+FOLDER_KINDS = (MISSING_IMAGE_FILE, UNKNOWN_CATEGORY, UNKNOWN_IMAGE)
 ALL_KINDS = ROW_SKIP_KINDS + ROW_COUNT_KINDS + FOLDER_KINDS
 
 MIN_BOX_SIDE = 1.0  # px; as `DetectionTransform`'s sanitising, so nothing is dropped there uncounted
