@@ -70,16 +70,29 @@ def _whole(data: Mapping[str, Any], key: str, minimum: int, meaning: str) -> Non
 
 
 def check_writable_dir(path: str | Path, key: str, why: str = "") -> None:
-    """Make sure `path` is, or can be made, a folder this process can write files into."""
-    folder = Path(path).expanduser()
+    """Make sure `path` is, or can be made, a folder this process can write files into (it is created)."""
+    reason = _unwritable(Path(path).expanduser(), create=True)
+    if reason:
+        where = f" ({why})" if why else ""
+        raise PreflightError(f"{key}={path} cannot be written{where}: {reason}: choose another {key}")
+
+
+def _unwritable(folder: Path, create: bool) -> str | None:
+    """Why files cannot be written into `folder` (made first if `create`, else its nearest
+    existing parent is tried), or None when they can."""
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    target = folder if create else existing
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=target):
             pass
     except OSError as error:
-        reason = f"{error.strerror}: {error.filename}" if error.strerror else str(error)
-        where = f" ({why})" if why else ""
-        raise PreflightError(f"{key}={folder} cannot be written{where}: {reason}: choose another {key}") from None
+        return f"cannot create files in {target} ({error.strerror or error})"
+    return None
 
 
 def resolve_num_classes(model_num_classes: int | None, data_num_classes: int, class_source: str) -> int:
@@ -137,15 +150,7 @@ class RunDirCheck(Callback):
 
     @staticmethod
     def _check(path: str, key: str) -> None:
-        parent = Path(path).expanduser().absolute()
-        while not parent.exists():
-            parent = parent.parent
-        try:
-            if not parent.is_dir():
-                raise NotADirectoryError(20, "Not a directory", str(parent))
-            with tempfile.TemporaryFile(dir=parent):
-                pass
-        except OSError as error:
-            reason = f"{error.strerror}: {error.filename}" if error.strerror else str(error)
+        reason = _unwritable(Path(path).expanduser(), create=False)
+        if reason:
             print(f"PreflightError: {key}={path} cannot be written: {reason}: choose another {key}", file=sys.stderr)
             sys.exit(1)

@@ -50,7 +50,7 @@ def test_writable_dir(tmp_path):
     check_writable_dir(tmp_path / "a" / "b", "key")
     assert (tmp_path / "a" / "b").is_dir()
     (tmp_path / "file").write_text("")
-    with pytest.raises(PreflightError, match=r"key=.*/file/sub cannot be written: .*: choose another key"):
+    with pytest.raises(PreflightError, match=r"key=.*/file/sub cannot be written: .*/file is a file, not a folder: choose another key"):
         check_writable_dir(tmp_path / "file" / "sub", "key")
 
 
@@ -98,8 +98,8 @@ def _files(tmp_path: Path) -> None:
         ("data.num_workers=-1", "PreflightError: data.num_workers=-1: must be a whole number >= 0"),
         ("model.num_classes=1", "PreflightError: model.num_classes=1 but data.path="),
         ("hydra.run.dir=/proc/x", "PreflightError: hydra.run.dir=/proc/x cannot be written"),
-        ("hydra.run.dir={tmp}/afile/run", "PreflightError: hydra.run.dir={tmp}/afile/run cannot be written: Not a directory"),
-        ("hydra.run.dir={tmp}/run_with_file", "PreflightError: callbacks.model_checkpoint.dirpath={tmp}/run_with_file/checkpoints cannot be written"),
+        ("hydra.run.dir={tmp}/afile/run", "PreflightError: hydra.run.dir={tmp}/afile/run cannot be written: {tmp}/afile is a file, not a folder"),
+        ("hydra.run.dir={tmp}/run_with_file", "PreflightError: callbacks.model_checkpoint.dirpath={tmp}/run_with_file/checkpoints cannot be written: {tmp}/run_with_file/checkpoints is a file, not a folder"),
         ("data.path={tmp}/afile/shapes", "PreflightError: data.path={tmp}/afile/shapes cannot be written (the shapes set is generated there on first use)"),
         ("ckpt_path={tmp}/random.ckpt", "PreflightError: ckpt_path: {tmp}/random.ckpt is truncated or not a PyTorch checkpoint"),
         ("ckpt_path={tmp}/torchvision.pth", "python -m frcnn.convert {tmp}/torchvision.pth frcnn_weights.pt --coco-to-80"),

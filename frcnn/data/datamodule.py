@@ -141,6 +141,7 @@ class DetectionDataModule(L.LightningDataModule):
             limit=None if train else self.val_limit,
             read_retries=self.read_retries,
             retry_interval_s=self.retry_interval_s,
+            num_classes=self.num_classes,
         )
 
     def train_dataloader(self) -> StreamLoader:

@@ -25,7 +25,7 @@ from datasets.distributed import split_dataset_by_node
 from torch.utils.data import IterableDataset, get_worker_info
 
 from frcnn.data.decode import decode_rgb
-from frcnn.data.row_checks import BadRow
+from frcnn.data.row_checks import BadRow, row_targets
 from frcnn.data.source import set_read_retries
 from frcnn.data.transforms import DetectionTransform
 
@@ -50,6 +50,7 @@ class DetectionStream(IterableDataset):
         rank, world_size: this process's place among the DDP processes; None reads
             `torch.distributed` when the iteration starts (tests pass them to simulate ranks).
         read_retries, retry_interval_s: `datasets` streaming retries for transient read errors.
+        num_classes: classes including background; a row with a label outside 1..num_classes-1 is skipped.
 
     The epoch and the corrupt-image count live in shared memory, so `set_epoch` reaches
     persistent DataLoader workers and `num_corrupt` sums what all workers skipped.
@@ -72,8 +73,10 @@ class DetectionStream(IterableDataset):
         world_size: int | None = None,
         read_retries: int = 20,
         retry_interval_s: float = 5.0,
+        num_classes: int = 81,
     ) -> None:
         self.rows = rows
+        self.num_classes = num_classes
         self.transform = transform
         self.shuffle = shuffle
         self.shuffle_buffer = shuffle_buffer
@@ -161,13 +164,12 @@ class DetectionStream(IterableDataset):
         image_id = int(row["image_id"])
         try:
             image = decode_rgb(row["image"])
+            gt_boxes, gt_labels, iscrowd, _ = row_targets(row, image.shape[-2:], self.num_classes)
         except BadRow as error:
             self._corrupt[slot] += 1
-            warnings.warn(f"skipping corrupt image image_id={image_id}: {error}", stacklevel=2)
+            warnings.warn(f"skipping image_id={image_id}: {error}", stacklevel=2)
             return None
-        objects = row["objects"]
-        gt_boxes = torch.tensor(objects["bbox"], dtype=torch.float32).reshape(-1, 4)
-        gt_labels = torch.tensor(objects["category"], dtype=torch.int64) + 1
+        gt_boxes, gt_labels = gt_boxes[~iscrowd], gt_labels[~iscrowd]
         flip = self.hflip_prob > 0 and np.random.default_rng([self.seed, epoch, image_id]).random() < self.hflip_prob
         orig_size = image.shape[-2:]
         image, gt_boxes, gt_labels = self.transform(image, gt_boxes, gt_labels, flip)
