@@ -97,9 +97,11 @@ def decode_rgb(encoded: dict | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> t
                 return pil_to_uint8_rgb(image)
     except BadRow:
         raise
+    except UnidentifiedImageError:
+        raise BadRow(UNDECODABLE_IMAGE, f"not an image format PIL reads ({len(encoded)} bytes, starting {encoded[:12]!r})") from None
     except Image.DecompressionBombError as error:
         raise BadRow(TOO_MANY_PIXELS, f"{error} (data.max_pixels={max_pixels})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, TypeError, KeyError) as error:
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError) as error:
         raise BadRow(UNDECODABLE_IMAGE, f"{type(error).__name__}: {_first_line(error)}") from None
 
 

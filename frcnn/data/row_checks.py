@@ -136,10 +136,8 @@ def _read_objects(objects: Any) -> tuple[Tensor, Tensor, Tensor]:
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise BadRow(MALFORMED_OBJECTS, f"objects.bbox has shape {list(boxes.shape)}, not [N, 4]")
     if not len(boxes) == categories.size == iscrowd.size or categories.ndim != 1:
-        raise BadRow(
-            MALFORMED_OBJECTS,
-            f"objects has {len(boxes)} boxes, {categories.size} categories and {iscrowd.size} iscrowd flags",
-        )
+        flags = f" and {iscrowd.size} iscrowd flags" if crowd is not None else ""
+        raise BadRow(MALFORMED_OBJECTS, f"objects has {len(boxes)} boxes, {categories.size} categories{flags}")
     return torch.from_numpy(boxes), torch.from_numpy(categories), torch.from_numpy(iscrowd)
 
 

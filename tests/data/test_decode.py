@@ -80,6 +80,7 @@ def test_undecodable(encoded):
     with pytest.raises(BadRow) as caught:
         decode_rgb({"bytes": encoded, "path": None})
     assert caught.value.kind == UNDECODABLE_IMAGE
+    assert "BytesIO" not in str(caught.value), "the message says what the bytes are, not where they sit"
 
 
 def test_too_many_pixels_is_read_from_the_header():
