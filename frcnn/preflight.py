@@ -49,10 +49,10 @@ def check_data(data: Mapping[str, Any]) -> None:
     if resize == "keep_ratio":
         _whole(data, "min_size", 1, "the short side in pixels after resizing")
         _whole(data, "max_size", 1, "the cap on the long side in pixels")
-        if data["max_size"] < data["min_size"]:
+        if data["max_size"] <= data["min_size"]:
             raise PreflightError(
-                f"data.max_size={data['max_size']} is below data.min_size={data['min_size']}: "
-                "set data.max_size >= data.min_size (e.g. 1333 for 800)"
+                f"data.max_size={data['max_size']} is not above data.min_size={data['min_size']}: "
+                "set data.max_size > data.min_size (e.g. 1333 for 800)"
             )
     elif resize == "square":
         _whole(data, "square_size", 1, "the side in pixels of the square input")

@@ -23,7 +23,7 @@ DATA = {"batch_size": 2, "num_workers": 0, "resize": "keep_ratio", "min_size": 8
         ({"batch_size": "two"}, "data.batch_size='two': must be a whole number >= 1"),
         ({"num_workers": -1}, "data.num_workers=-1: must be a whole number >= 0"),
         ({"min_size": 0}, "data.min_size=0: must be a whole number >= 1"),
-        ({"max_size": 600}, "data.max_size=600 is below data.min_size=800"),
+        ({"max_size": 800}, "data.max_size=800 is not above data.min_size=800"),
         ({"resize": "square", "square_size": 0}, "data.square_size=0: must be a whole number >= 1"),
         ({"max_pixels": 0}, "data.max_pixels=0"),
         ({"max_skip_fraction": 2}, "data.max_skip_fraction=2: must be a fraction in 0..1"),

@@ -55,12 +55,11 @@ def _scaled_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
     """A 16-bit, 32-bit integer or float (H, W) array mapped linearly to uint8 (H, W)."""
     values = values.astype(np.float64)
     if mode == "F":
-        values = np.where(np.isfinite(values), values, np.nan)
-        low, high = (0.0, 1.0) if np.nanmin(values, initial=0.0) >= 0 and np.nanmax(values, initial=0.0) <= 1 else (
-            float(np.nanmin(values)),
-            float(np.nanmax(values)),
-        )
-        values = np.nan_to_num(values, nan=low)
+        finite = np.isfinite(values)
+        low, high = (float(values[finite].min()), float(values[finite].max())) if finite.any() else (0.0, 1.0)
+        if 0 <= low and high <= 1:
+            low, high = 0.0, 1.0
+        values[~finite] = low
     elif mode == "I" and (values.min(initial=0) < 0 or values.max(initial=0) > 65535):
         low, high = _INT32_MIN, _INT32_MAX
     else:

@@ -50,6 +50,8 @@ def test_32bit_int_and_float():
     assert pil_to_uint8_rgb(unit)[0].tolist() == [[0, 128, 255]]
     wide_float = Image.fromarray(np.array([[-10.0, 0.0, 10.0, np.nan]], dtype=np.float32), mode="F")
     assert pil_to_uint8_rgb(wide_float)[0].tolist() == [[0, 128, 255, 0]]
+    offset = Image.fromarray(np.array([[10.0, 15.0, 20.0, np.inf]], dtype=np.float32), mode="F")
+    assert pil_to_uint8_rgb(offset)[0].tolist() == [[0, 128, 255, 0]]
 
 
 @pytest.mark.parametrize("mode", ["L", "P", "RGBA", "LA", "CMYK", "1", "YCbCr", "RGB"])
