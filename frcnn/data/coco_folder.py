@@ -87,14 +87,11 @@ def _without_problems(coco: dict, image_dir: Path, source: str) -> tuple[dict, d
         UNKNOWN_IMAGE: sum(unknown_images.values()),
     }
     if missing:
-        log.warning(
-            "%s: %d image(s) have no file, e.g. %s: left out (%s)",
-            source, len(missing), image_dir / missing[0]["file_name"], MISSING_IMAGE_FILE,
-        )  # fmt: skip
+        _warn_once(f"{source}: {len(missing)} image(s) have no file, e.g. {image_dir / missing[0]['file_name']}: left out ({MISSING_IMAGE_FILE})")
     for kind, ids, what in ((UNKNOWN_CATEGORY, unknown_categories, "category id"), (UNKNOWN_IMAGE, unknown_images, "image id")):
         if ids:
             named = ", ".join(map(str, sorted(ids)[:5])) + (", ..." if len(ids) > 5 else "")
-            log.warning("%s: %d annotation(s) with an unknown %s (%s): left out (%s)", source, problems[kind], what, named, kind)
+            _warn_once(f"{source}: {problems[kind]} annotation(s) with an unknown {what} ({named}): left out ({kind})")
     if not any(problems.values()):
         return coco, problems
     missing_ids = {image["id"] for image in missing}
@@ -107,6 +104,16 @@ def _without_problems(coco: dict, image_dir: Path, source: str) -> tuple[dict, d
         ],
     }  # fmt: skip
     return kept, problems
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """Log `message` the first time only: the data module opens the training split twice."""
+    if message not in _warned:
+        _warned.add(message)
+        log.warning(message)
 
 
 def _generate_rows(images: list[dict], annotations: dict[int, list[dict]], image_dir: str, index_of: dict[int, int]):

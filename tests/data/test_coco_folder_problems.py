@@ -49,6 +49,9 @@ def test_problems_are_counted_and_named_once_each(tmp_path, caplog):
     assert "2 annotation(s) with an unknown category id (42)" in lines[1]
     assert "1 annotation(s) with an unknown image id (77)" in lines[2]
     assert [image["id"] for image in folder.images] == [1, 2]
+    with caplog.at_level(logging.WARNING, logger="frcnn.data.coco_folder"):
+        assert CocoFolder(tmp_path, "train").problems == folder.problems
+    assert len(caplog.records) == 3, "said once per process"
     assert {image_id: [a["id"] for a in kept] for image_id, kept in folder.annotations.items()} == {1: [10], 2: [13]}
 
 
