@@ -144,9 +144,14 @@ def _read_objects(objects: Any) -> tuple[Tensor, Tensor, Tensor]:
 def _column_scale(column_w: Any, column_h: Any, width: int, height: int) -> tuple[float, float] | None:
     """(sx, sy) from the `width`/`height` columns' frame to the pixels when a uniform rescale
     repairs them; None when they agree or are null; `BadRow(size_mismatch)` otherwise."""
-    if column_w is None or column_h is None or (int(column_w), int(column_h)) == (width, height):
+    if column_w is None or column_h is None:
         return None
-    column_w, column_h = int(column_w), int(column_h)
+    try:
+        column_w, column_h = int(column_w), int(column_h)
+    except (TypeError, ValueError):
+        raise BadRow(SIZE_MISMATCH, f"width/height columns {column_w!r}x{column_h!r} are not whole numbers") from None
+    if (column_w, column_h) == (width, height):
+        return None
     if column_w > 0 and column_h > 0:
         sx, sy = width / column_w, height / column_h
         # Rounding the resized sides to whole pixels moves each scale by up to half a pixel.

@@ -103,3 +103,10 @@ def test_rescale_tolerates_rounded_sides():
     boxes, _, _, counts = row_targets(row, (214, 320), NUM_CLASSES)
     torch.testing.assert_close(boxes, torch.tensor([[50.0, 50.0 * 214 / 427, 150.0, 250.0 * 214 / 427]]))
     assert counts == {kinds.SIZE_RESCALED: 1}
+
+
+def test_size_columns_that_are_not_numbers():
+    row = {"width": float("nan"), "height": 48, "objects": {"bbox": [], "category": []}}
+    with pytest.raises(BadRow, match="not whole numbers") as caught:
+        row_targets(row, (48, 64), NUM_CLASSES)
+    assert caught.value.kind == kinds.SIZE_MISMATCH
