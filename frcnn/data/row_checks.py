@@ -90,36 +90,33 @@ def row_targets(
     gt_boxes, categories, iscrowd = _read_objects(row.get("objects"))
     counts: dict[str, int] = {}
 
+    # NumPy, not torch: a row has a few boxes, where torch's per-op overhead would dominate.
     labels = categories + 1
     out_of_range = (labels < 1) | (labels >= num_classes)
     if out_of_range.any():
         bad = int(categories[out_of_range][0])
         raise BadRow(LABEL_OUT_OF_RANGE, f"objects.category {bad} is outside 0..{num_classes - 2}")
-    finite = torch.isfinite(gt_boxes).all(dim=1)
+    finite = np.isfinite(gt_boxes).all(axis=1)
     if not finite.all():
         raise BadRow(NONFINITE_BOX, f"objects.bbox {gt_boxes[~finite][0].tolist()} is not finite")
 
     scale = _column_scale(row.get("width"), row.get("height"), width, height)
     if scale is not None:
-        gt_boxes = gt_boxes * torch.tensor([scale[0], scale[1], scale[0], scale[1]], dtype=torch.float32)
+        gt_boxes = gt_boxes * np.array([scale[0], scale[1], scale[0], scale[1]], dtype=np.float32)
         counts[SIZE_RESCALED] = 1
 
-    sides = gt_boxes[:, 2:] - gt_boxes[:, :2]
-    degenerate = (sides < MIN_BOX_SIDE).any(dim=1)
-    clipped = torch.stack(
-        (gt_boxes[:, 0].clamp(0, width), gt_boxes[:, 1].clamp(0, height), gt_boxes[:, 2].clamp(0, width), gt_boxes[:, 3].clamp(0, height)),
-        dim=1,
-    )
-    outside = ~degenerate & ((clipped[:, 2:] - clipped[:, :2]) < MIN_BOX_SIDE).any(dim=1)
+    degenerate = (gt_boxes[:, 2:] - gt_boxes[:, :2] < MIN_BOX_SIDE).any(axis=1)
+    clipped = np.clip(gt_boxes, 0, np.array([width, height, width, height], dtype=np.float32))
+    outside = ~degenerate & (clipped[:, 2:] - clipped[:, :2] < MIN_BOX_SIDE).any(axis=1)
     for kind, dropped in ((DEGENERATE_BOX, degenerate), (BOX_OUTSIDE_IMAGE, outside)):
         if dropped.any():
             counts[kind] = int(dropped.sum())
     keep = ~(degenerate | outside)
-    return clipped[keep], labels[keep], iscrowd[keep], counts
+    return torch.from_numpy(clipped[keep]), torch.from_numpy(labels[keep]), torch.from_numpy(iscrowd[keep]), counts
 
 
-def _read_objects(objects: Any) -> tuple[Tensor, Tensor, Tensor]:
-    """(boxes Tensor[N, 4] float32, categories Tensor[N] int64, iscrowd Tensor[N] bool) of `objects`."""
+def _read_objects(objects: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(boxes float32 [N, 4], categories int64 [N], iscrowd bool [N]) of `objects`."""
     if not isinstance(objects, Mapping):
         raise BadRow(MALFORMED_OBJECTS, f"objects is {'null' if objects is None else type(objects).__name__}, not a struct of lists")
     try:
@@ -138,7 +135,7 @@ def _read_objects(objects: Any) -> tuple[Tensor, Tensor, Tensor]:
     if not len(boxes) == categories.size == iscrowd.size or categories.ndim != 1:
         flags = f" and {iscrowd.size} iscrowd flags" if crowd is not None else ""
         raise BadRow(MALFORMED_OBJECTS, f"objects has {len(boxes)} boxes, {categories.size} categories{flags}")
-    return torch.from_numpy(boxes), torch.from_numpy(categories), torch.from_numpy(iscrowd)
+    return boxes, categories, iscrowd
 
 
 def _column_scale(column_w: Any, column_h: Any, width: int, height: int) -> tuple[float, float] | None:
