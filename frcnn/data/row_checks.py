@@ -1,16 +1,20 @@
 """Check one Hub-schema row's annotations: use it, repair it, or skip it with a kind.
 
 A problem confined to one row never stops a run: the row is skipped (`BadRow`, with a `kind`),
-or repaired, and every skip, drop and repair is counted by kind. The kinds:
+or repaired, and every skip, drop and repair is counted by kind. `check_annotations` needs no
+image (a stream can check every row before reading any image); `row_targets` repeats it and
+adds what needs the decoded pixels. The kinds:
 
 Row skipped (`BadRow.kind`):
     undecodable_image   empty, truncated or corrupt bytes, not an image (`decode.decode_rgb`)
     too_many_pixels     width x height above `data.max_pixels`, read from the header (`decode_rgb`)
-    malformed_objects   `objects` null or not a struct of lists; `bbox`/`category` missing, null,
-                        not numbers, not 4 coordinates, or of different lengths
+    null_objects        `objects` is null
+    malformed_objects   `objects` not a struct of lists; `bbox`/`category` missing, null, not
+                        numbers, not 4 coordinates, or of different lengths
     label_out_of_range  a 0-based `category` outside 0..num_classes-2
     nonfinite_box       a NaN or infinite coordinate (a null coordinate reads as NaN)
-    size_mismatch       `width`/`height` columns that disagree with the decoded pixels in aspect ratio
+    size_mismatch       `width`/`height` columns that disagree with the decoded pixels in aspect
+                        ratio (needs the image), or are not whole numbers
 Row kept, counted:
     size_rescaled       `width`/`height` columns that disagree with the pixels by a uniform scale (the
                         image was resized after annotation): boxes are scaled to the pixels
@@ -37,6 +41,7 @@ from torch import Tensor
 
 UNDECODABLE_IMAGE = "undecodable_image"
 TOO_MANY_PIXELS = "too_many_pixels"
+NULL_OBJECTS = "null_objects"
 MALFORMED_OBJECTS = "malformed_objects"
 LABEL_OUT_OF_RANGE = "label_out_of_range"
 NONFINITE_BOX = "nonfinite_box"
@@ -48,7 +53,8 @@ MISSING_IMAGE_FILE = "missing_image_file"
 UNKNOWN_CATEGORY = "unknown_category"
 UNKNOWN_IMAGE = "unknown_image"
 
-ROW_SKIP_KINDS = (UNDECODABLE_IMAGE, TOO_MANY_PIXELS, MALFORMED_OBJECTS, LABEL_OUT_OF_RANGE, NONFINITE_BOX, SIZE_MISMATCH)
+ANNOTATION_KINDS = (NULL_OBJECTS, MALFORMED_OBJECTS, LABEL_OUT_OF_RANGE, NONFINITE_BOX)
+ROW_SKIP_KINDS = (UNDECODABLE_IMAGE, TOO_MANY_PIXELS, *ANNOTATION_KINDS, SIZE_MISMATCH)
 ROW_COUNT_KINDS = (SIZE_RESCALED, DEGENERATE_BOX, BOX_OUTSIDE_IMAGE)
 FOLDER_KINDS = (MISSING_IMAGE_FILE, UNKNOWN_CATEGORY, UNKNOWN_IMAGE)
 ALL_KINDS = ROW_SKIP_KINDS + ROW_COUNT_KINDS + FOLDER_KINDS
@@ -63,6 +69,11 @@ class BadRow(ValueError):
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
         self.detail = detail
+
+
+def check_annotations(row: Mapping[str, Any], num_classes: int) -> None:
+    """Raise `BadRow` (one of `ANNOTATION_KINDS`) when the row's `objects` cannot be used; no image needed."""
+    _checked_objects(row.get("objects"), num_classes)
 
 
 def row_targets(
@@ -84,21 +95,11 @@ def row_targets(
             nonzero kinds appear).
 
     Raises:
-        BadRow: the row must be skipped (`ROW_SKIP_KINDS` but the two image kinds).
+        BadRow: the row must be skipped (`ANNOTATION_KINDS` or `size_mismatch`).
     """
     height, width = int(image_hw[0]), int(image_hw[1])
-    gt_boxes, categories, iscrowd = _read_objects(row.get("objects"))
+    gt_boxes, labels, iscrowd = _checked_objects(row.get("objects"), num_classes)
     counts: dict[str, int] = {}
-
-    # NumPy, not torch: a row has a few boxes, where torch's per-op overhead would dominate.
-    labels = categories + 1
-    out_of_range = (labels < 1) | (labels >= num_classes)
-    if out_of_range.any():
-        bad = int(categories[out_of_range][0])
-        raise BadRow(LABEL_OUT_OF_RANGE, f"objects.category {bad} is outside 0..{num_classes - 2}")
-    finite = np.isfinite(gt_boxes).all(axis=1)
-    if not finite.all():
-        raise BadRow(NONFINITE_BOX, f"objects.bbox {gt_boxes[~finite][0].tolist()} is not finite")
 
     scale = _column_scale(row.get("width"), row.get("height"), width, height)
     if scale is not None:
@@ -115,10 +116,27 @@ def row_targets(
     return torch.from_numpy(clipped[keep]), torch.from_numpy(labels[keep]), torch.from_numpy(iscrowd[keep]), counts
 
 
+def _checked_objects(objects: Any, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(boxes float32 [N, 4], labels int64 [N], iscrowd bool [N]) of `objects`, or `BadRow`.
+
+    NumPy, not torch: a row has a few boxes, where torch's per-op overhead would dominate.
+    """
+    gt_boxes, categories, iscrowd = _read_objects(objects)
+    out_of_range = (categories < 0) | (categories > num_classes - 2)
+    if out_of_range.any():
+        raise BadRow(LABEL_OUT_OF_RANGE, f"objects.category {int(categories[out_of_range][0])} is outside 0..{num_classes - 2}")
+    finite = np.isfinite(gt_boxes).all(axis=1)
+    if not finite.all():
+        raise BadRow(NONFINITE_BOX, f"objects.bbox {gt_boxes[~finite][0].tolist()} is not finite")
+    return gt_boxes, categories + 1, iscrowd
+
+
 def _read_objects(objects: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(boxes float32 [N, 4], categories int64 [N], iscrowd bool [N]) of `objects`."""
+    if objects is None:
+        raise BadRow(NULL_OBJECTS, "objects is null")
     if not isinstance(objects, Mapping):
-        raise BadRow(MALFORMED_OBJECTS, f"objects is {'null' if objects is None else type(objects).__name__}, not a struct of lists")
+        raise BadRow(MALFORMED_OBJECTS, f"objects is a {type(objects).__name__}, not a struct of lists")
     try:
         boxes = np.asarray(objects["bbox"], dtype=np.float32)
         categories = np.asarray(objects["category"], dtype=np.int64)

@@ -56,7 +56,7 @@ def planted_rows(first_id: int = FIRST_ID) -> tuple[list[dict], dict[int, tuple[
     add(image={"bytes": _png(Image.new("1", (16000, 12000))), "path": None}, width=16000, height=12000,
         skip=kinds.TOO_MANY_PIXELS)  # fmt: skip
     add(image={"bytes": sixteen_bit_png()[0], "path": None})  # kept, scaled to 0..255
-    add(objects=None, skip=kinds.MALFORMED_OBJECTS)
+    add(objects=None, skip=kinds.NULL_OBJECTS)
     add(objects={"category": [None]}, skip=kinds.MALFORMED_OBJECTS)
     add(objects={"category": [2, 3]}, skip=kinds.MALFORMED_OBJECTS)  # 2 categories, 1 box
     add(objects={"category": [80]}, skip=kinds.LABEL_OUT_OF_RANGE)

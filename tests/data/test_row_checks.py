@@ -11,7 +11,7 @@ import torch
 
 from frcnn.data import row_checks as kinds
 from frcnn.data.decode import decode_rgb
-from frcnn.data.row_checks import BadRow, row_targets
+from frcnn.data.row_checks import BadRow, check_annotations, row_targets
 from tests.data.bad_rows import planted_rows, sixteen_bit_png, write_bad_split
 
 NUM_CLASSES = 81
@@ -81,13 +81,25 @@ def test_empty_objects_and_null_size_columns():
         ({"category": [1]}, "objects has no 'bbox' field"),
         ({"bbox": [[1, 2, 3]], "category": [1]}, "objects.bbox has shape [1, 3], not [N, 4]"),
         ({"bbox": [[1, 2, 30, 40]], "category": ["cat"]}, "null or non-numeric"),
-        ([{"bbox": [1, 2, 30, 40], "category": 1}], "objects is list, not a struct of lists"),
+        ([{"bbox": [1, 2, 30, 40], "category": 1}], "objects is a list, not a struct of lists"),
     ],
 )
 def test_malformed_objects_say_what_is_wrong(objects, message):
     with pytest.raises(BadRow, match=re.escape(message)) as caught:
         row_targets({"width": 64, "height": 48, "objects": objects}, (48, 64), NUM_CLASSES)
     assert caught.value.kind == kinds.MALFORMED_OBJECTS
+
+
+def test_check_annotations_needs_no_image():
+    rows, expected = planted_rows()
+    for row in rows:
+        skip = expected[row["image_id"]][0]
+        if skip in kinds.ANNOTATION_KINDS:
+            with pytest.raises(BadRow) as caught:
+                check_annotations(row, NUM_CLASSES)
+            assert caught.value.kind == skip
+        else:
+            check_annotations(row, NUM_CLASSES)
 
 
 def test_label_range_follows_num_classes():
