@@ -1,9 +1,9 @@
 """Checks that `train.py` runs before the first step, each failing in one line that names the key and the fix.
 
 - `check_config`: data keys (`data.batch_size`, `data.num_workers`, `data.min_size`/`max_size`/
-  `square_size`, `data.max_pixels`, `data.max_skip_fraction`); the footer of every local parquet
-  file of both splits (readable, Hub-schema columns); every folder the run will write (run
-  folder, checkpoint folders, the shapes cache when it is still to be generated).
+  `square_size`, `data.max_pixels`, `data.max_skip_fraction`), and every folder the run will
+  write (run folder, checkpoint folders, the shapes cache when it is still to be generated).
+  (Parquet footers are the data source's own check, when it opens a split.)
 - `resolve_num_classes`: an explicit `model.num_classes` that conflicts with the data.
 - `check_resume_checkpoint`: `ckpt_path` is a checkpoint of this app whose weights fit the
   model built from this config (not random bytes, a bare state dict or a torchvision one).
@@ -19,14 +19,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from frcnn.data.schema import REQUIRED_COLUMNS, REQUIRED_OBJECT_FIELDS
-from frcnn.data.source import local_split_files
 from frcnn.evaluation.checkpoint import CheckpointError, load_checkpoint
 
 
@@ -42,37 +38,8 @@ def check_config(cfg: Mapping[str, Any]) -> None:
         if callback is not None and callback.get("dirpath"):
             check_writable_dir(callback["dirpath"], f"callbacks.{name}.dirpath")
     data = cfg["data"]
-    root = Path(data["path"]).expanduser()
-    if data.get("source") == "shapes" and not (root / "meta.json").is_file():
+    if data.get("source") == "shapes" and not (Path(data["path"]).expanduser() / "meta.json").is_file():
         check_writable_dir(data["path"], "data.path", why="the shapes set is generated there on first use")
-    elif data.get("source") in ("hub", "shapes") and root.is_dir():
-        for split in dict.fromkeys((data["train_split"], data["val_split"])):
-            check_parquet_footers(local_split_files(root, split))
-
-
-def check_parquet_footers(files: list[str]) -> None:
-    """Each file's parquet footer is readable and holds the Hub schema's columns (a read of a few
-    KB per file, so a truncated or foreign shard fails now, not when the stream reaches it)."""
-    for file in files:
-        try:
-            schema = pq.read_schema(file)
-        except (pa.ArrowException, OSError) as error:
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise PreflightError(
-                f"{file} is not a readable parquet file ({reason}): download it again, or move it out of data.path"
-            ) from None
-        missing = [column for column in REQUIRED_COLUMNS if column not in schema.names]
-        if "objects" in schema.names:
-            objects = schema.field("objects").type
-            if pa.types.is_list(objects) or pa.types.is_large_list(objects):  # a list of structs
-                objects = objects.value_type
-            names = [objects.field(i).name for i in range(objects.num_fields)] if pa.types.is_struct(objects) else []
-            missing += [f"objects.{field}" for field in REQUIRED_OBJECT_FIELDS if field not in names]
-        if missing:
-            raise PreflightError(
-                f"{file} lacks the column(s) {', '.join(missing)} of the Hub schema {REQUIRED_COLUMNS}: "
-                "convert it, or move it out of data.path"
-            )
 
 
 def check_data(data: Mapping[str, Any]) -> None:

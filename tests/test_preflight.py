@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,12 +13,10 @@ import torch
 from frcnn.preflight import (
     PreflightError,
     check_data,
-    check_parquet_footers,
     check_resume_checkpoint,
     check_writable_dir,
     resolve_num_classes,
 )
-from tests.data.hub_rows import hub_row, write_split
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = {"batch_size": 2, "num_workers": 0, "resize": "keep_ratio", "min_size": 800, "max_size": 1333, "square_size": 400}
@@ -62,45 +58,6 @@ def test_writable_dir(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(PreflightError, match=r"key=.*/file/sub cannot be written: .*/file is a file, not a folder: choose another key"):
         check_writable_dir(tmp_path / "file" / "sub", "key")
-
-
-def _bad_shards(root: Path) -> dict[str, Path]:
-    """A good split, and three bad shards beside it: truncated, not parquet, without `objects`."""
-    write_split(root, "val", [hub_row(i, boxes=[(1, 2, 30, 40)], categories=[0]) for i in range(1, 5)], num_shards=1)
-    good = root / "val" / "000.parquet"
-    truncated = root / "bad" / "truncated.parquet"
-    truncated.parent.mkdir()
-    truncated.write_bytes(good.read_bytes()[:-100])
-    (root / "bad" / "text.parquet").write_text("id,file\n1,a.jpg\n")
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    pq.write_table(pa.table({"image_id": [1], "image": [b""], "width": [1], "height": [1]}), root / "bad" / "no_objects.parquet")
-    return {"good": good, "truncated": truncated, "text": root / "bad" / "text.parquet", "no_objects": root / "bad" / "no_objects.parquet"}
-
-
-def test_parquet_footers(tmp_path):
-    shards = _bad_shards(tmp_path)
-    check_parquet_footers([str(shards["good"])])
-    for name, message in [
-        ("truncated", "truncated.parquet is not a readable parquet file"),
-        ("text", "text.parquet is not a readable parquet file"),
-        ("no_objects", "no_objects.parquet lacks the column(s) objects of the Hub schema"),
-    ]:
-        with pytest.raises(PreflightError, match=re.escape(message)):
-            check_parquet_footers([str(shards["good"]), str(shards[name])])
-
-
-@pytest.mark.slow
-def test_truncated_val_shard_stops_before_training(tiny_overrides, tmp_path):
-    shards = _bad_shards(tmp_path / "data")
-    shutil.copytree(tmp_path / "data" / "val", tmp_path / "data" / "train")
-    shards["truncated"].rename(tmp_path / "data" / "val" / "001.parquet")
-    overrides = [o for o in tiny_overrides if not o.startswith(("data=", "data.path=", "data.shapes."))]
-    result = _run_train([*overrides, "data=coco", f"data.path={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
-    output = result.stdout + result.stderr
-    assert result.returncode == 1 and "Traceback" not in output, output[-2000:]
-    assert f"PreflightError: {tmp_path / 'data' / 'val' / '001.parquet'} is not a readable parquet file" in output
 
 
 def _lightning_checkpoint(path: Path, state_dict: dict) -> Path:
