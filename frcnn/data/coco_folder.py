@@ -4,24 +4,17 @@ Layout: `{root}/{split}/images/<file_name>` and `{root}/{split}/instances.json` 
 `.json` in `{root}/{split}/annotations/`), with boxes `[x, y, w, h]` and arbitrary category ids.
 Categories sorted by id get contiguous indices 0..K-1 (labels 1..K); `iscrowd` boxes are dropped.
 
-Checked when the folder is opened (`CocoFolder.problems`, one warning line per kind): an image
-whose file is missing is left out (`missing_image_file`); an annotation whose category id is not
-in `categories` (`unknown_category`) or whose image id is not in `images` (`unknown_image`) is
-left out.
+Checked when the folder is opened (`frcnn.data.coco_problems`): images without their file and
+annotations of an unknown category or image id are left out, counted in `CocoFolder.problems`.
 """
 
 import json
-import logging
-import os
-from collections import Counter
 from pathlib import Path
 
 import datasets
 
-from frcnn.data.row_checks import MISSING_IMAGE_FILE, UNKNOWN_CATEGORY, UNKNOWN_IMAGE
+from frcnn.data.coco_problems import without_problems
 from frcnn.data.schema import hub_features
-
-log = logging.getLogger(__name__)
 
 class CocoFolder:
     """The categories and annotations of one split of a COCO-format folder.
@@ -44,7 +37,7 @@ class CocoFolder:
             annotation_file = candidates[0]
         coco = json.loads(annotation_file.read_text())
         self.image_dir = split_dir / "images"
-        coco, self.problems = _without_problems(coco, self.image_dir, f"{annotation_file}")
+        coco, self.problems = without_problems(coco, self.image_dir, str(annotation_file))
         categories = sorted(coco["categories"], key=lambda category: category["id"])
         self.category_ids: list[int] = [category["id"] for category in categories]
         self.class_names: list[str] = [category["name"] for category in categories]
@@ -67,53 +60,6 @@ class CocoFolder:
                 "index_of": index_of,
             },
         ).cast_column("image", datasets.Image(decode=False))
-
-
-def _without_problems(coco: dict, image_dir: Path, source: str) -> tuple[dict, dict[str, int]]:
-    """`coco` without images whose file is missing and annotations of an unknown category or
-    image; the count per kind, each kind announced in one warning line with an example."""
-    listed = set(os.listdir(image_dir)) if image_dir.is_dir() else set()
-    missing = [
-        image for image in coco["images"]
-        if image["file_name"] not in listed and not (image_dir / image["file_name"]).is_file()
-    ]  # fmt: skip
-    category_ids = {category["id"] for category in coco["categories"]}
-    image_ids = {image["id"] for image in coco["images"]}
-    unknown_categories = Counter(a["category_id"] for a in coco["annotations"] if a["category_id"] not in category_ids)
-    unknown_images = Counter(a["image_id"] for a in coco["annotations"] if a["image_id"] not in image_ids)
-    problems = {
-        MISSING_IMAGE_FILE: len(missing),
-        UNKNOWN_CATEGORY: sum(unknown_categories.values()),
-        UNKNOWN_IMAGE: sum(unknown_images.values()),
-    }
-    if missing:
-        _warn_once(f"{source}: {len(missing)} image(s) have no file, e.g. {image_dir / missing[0]['file_name']}: left out ({MISSING_IMAGE_FILE})")
-    for kind, ids, what in ((UNKNOWN_CATEGORY, unknown_categories, "category id"), (UNKNOWN_IMAGE, unknown_images, "image id")):
-        if ids:
-            named = ", ".join(map(str, sorted(ids)[:5])) + (", ..." if len(ids) > 5 else "")
-            _warn_once(f"{source}: {problems[kind]} annotation(s) with an unknown {what} ({named}): left out ({kind})")
-    if not any(problems.values()):
-        return coco, problems
-    missing_ids = {image["id"] for image in missing}
-    kept = {
-        **coco,
-        "images": [image for image in coco["images"] if image["id"] not in missing_ids],
-        "annotations": [
-            a for a in coco["annotations"]
-            if a["category_id"] in category_ids and a["image_id"] in image_ids and a["image_id"] not in missing_ids
-        ],
-    }  # fmt: skip
-    return kept, problems
-
-
-_warned: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    """Log `message` the first time only: the data module opens the training split twice."""
-    if message not in _warned:
-        _warned.add(message)
-        log.warning(message)
 
 
 def _generate_rows(images: list[dict], annotations: dict[int, list[dict]], image_dir: str, index_of: dict[int, int]):

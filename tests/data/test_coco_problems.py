@@ -40,7 +40,7 @@ def write_problem_folder(root, split="train"):
 
 def test_problems_are_counted_and_named_once_each(tmp_path, caplog):
     split_dir = write_problem_folder(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="frcnn.data.coco_folder"):
+    with caplog.at_level(logging.WARNING, logger="frcnn.data.coco_problems"):
         folder = CocoFolder(tmp_path, "train")
     assert folder.problems == {kinds.MISSING_IMAGE_FILE: 1, kinds.UNKNOWN_CATEGORY: 2, kinds.UNKNOWN_IMAGE: 1}
     lines = [record.getMessage() for record in caplog.records]
@@ -49,7 +49,7 @@ def test_problems_are_counted_and_named_once_each(tmp_path, caplog):
     assert "2 annotation(s) with an unknown category id (42)" in lines[1]
     assert "1 annotation(s) with an unknown image id (77)" in lines[2]
     assert [image["id"] for image in folder.images] == [1, 2]
-    with caplog.at_level(logging.WARNING, logger="frcnn.data.coco_folder"):
+    with caplog.at_level(logging.WARNING, logger="frcnn.data.coco_problems"):
         assert CocoFolder(tmp_path, "train").problems == folder.problems
     assert len(caplog.records) == 3, "said once per process"
     assert {image_id: [a["id"] for a in kept] for image_id, kept in folder.annotations.items()} == {1: [10], 2: [13]}
@@ -70,6 +70,6 @@ def test_clean_folder_has_zero_problems(tmp_path, caplog):
     coco["images"] = coco["images"][:2]
     coco["annotations"] = [a for a in coco["annotations"] if a["category_id"] == 5 and a["image_id"] in (1, 2)]
     (split_dir / "instances.json").write_text(json.dumps(coco))
-    with caplog.at_level(logging.WARNING, logger="frcnn.data.coco_folder"):
+    with caplog.at_level(logging.WARNING, logger="frcnn.data.coco_problems"):
         assert set(CocoFolder(tmp_path, "train").problems.values()) == {0}
     assert not caplog.records
