@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -86,38 +87,53 @@ def _run_train(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def _files(tmp_path: Path) -> None:
-    """Files for the command-line cases: bytes of text, a torchvision state dict, a checkpoint of
-    another model config, a file where a folder should be."""
+    """Files for the run cases: bytes of text, a torchvision state dict, a checkpoint of another
+    model config, a file where a folder should be (the checkpoints folder of the run "run")."""
     (tmp_path / "random.ckpt").write_bytes(b"these bytes are not a checkpoint\n" * 40)
     torchvision_keys = ("backbone.body.conv1.weight", "backbone.fpn.inner_blocks.0.0.weight", "rpn.head.cls_logits.weight")
     torch.save({key: torch.zeros(1) for key in torchvision_keys}, tmp_path / "torchvision.pth")
     _lightning_checkpoint(tmp_path / "other.ckpt", {"backbone.body.conv1.weight": torch.zeros(64, 3, 3, 3)})
     (tmp_path / "afile").write_text("")
-    (tmp_path / "run_with_file" / "checkpoints").parent.mkdir()
+    (tmp_path / "run_with_file").mkdir()
     (tmp_path / "run_with_file" / "checkpoints").write_text("")
+
+
+@pytest.mark.parametrize(
+    ("override", "message", "run"),
+    [
+        ("data.batch_size=0", "data.batch_size=0: must be a whole number >= 1", "run"),
+        ("model.num_classes=1", "model.num_classes=1 but data.path=", "run"),
+        ("data.path={tmp}/afile/shapes", "data.path={tmp}/afile/shapes cannot be written (the shapes set is generated there on first use)", "run"),
+        ("trainer.max_steps=2", "callbacks.model_checkpoint.dirpath={tmp}/run_with_file/checkpoints cannot be written: {tmp}/run_with_file/checkpoints is a file, not a folder", "run_with_file"),
+        ("ckpt_path={tmp}/random.ckpt", "ckpt_path: {tmp}/random.ckpt is truncated or not a PyTorch checkpoint", "run"),
+        ("ckpt_path={tmp}/torchvision.pth", "is a torchvision FasterRCNN state dict: convert it first with `python -m frcnn.convert {tmp}/torchvision.pth frcnn_weights.pt --coco-to-80`", "run"),
+        ("ckpt_path={tmp}/other.ckpt", "ckpt_path={tmp}/other.ckpt was trained with another model or data config", "run"),
+    ],
+)
+def test_train_stops_before_the_first_step(compose_train, tiny_overrides, tmp_path, override, message, run):
+    from train import train
+
+    _files(tmp_path)
+    cfg = compose_train([*tiny_overrides, override.format(tmp=tmp_path)], name=run)
+    with pytest.raises(PreflightError, match=re.escape(message.format(tmp=tmp_path))):
+        train(cfg)
+    assert not (tmp_path / run / "tensorboard").exists(), "stopped before any step"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("override", "message"),
     [
+        # train.py's own check: PreflightError is a user error, reported in one line.
         ("data.batch_size=0", "PreflightError: data.batch_size=0: must be a whole number >= 1"),
-        ("model.num_classes=1", "PreflightError: model.num_classes=1 but data.path="),
-        ("hydra.run.dir=/proc/x", "PreflightError: hydra.run.dir=/proc/x cannot be written"),
-        ("hydra.run.dir={tmp}/run_with_file", "PreflightError: callbacks.model_checkpoint.dirpath={tmp}/run_with_file/checkpoints cannot be written: {tmp}/run_with_file/checkpoints is a file, not a folder"),
-        ("data.path={tmp}/afile/shapes", "PreflightError: data.path={tmp}/afile/shapes cannot be written (the shapes set is generated there on first use)"),
-        ("ckpt_path={tmp}/random.ckpt", "PreflightError: ckpt_path: {tmp}/random.ckpt is truncated or not a PyTorch checkpoint"),
-        ("ckpt_path={tmp}/torchvision.pth", "python -m frcnn.convert {tmp}/torchvision.pth frcnn_weights.pt --coco-to-80"),
-        ("ckpt_path={tmp}/other.ckpt", "PreflightError: ckpt_path={tmp}/other.ckpt was trained with another model or data config"),
+        # Hydra's callback, before train.py's code runs.
+        ("hydra.run.dir=/proc/x", "PreflightError: hydra.run.dir=/proc/x cannot be written: cannot create files in /proc"),
     ],
 )
 def test_train_py_stops_in_one_line(tiny_overrides, tmp_path, override, message):
-    _files(tmp_path)
-    override, message = override.format(tmp=tmp_path), message.format(tmp=tmp_path)
     run_dir = [] if override.startswith("hydra.run.dir") else [f"hydra.run.dir={tmp_path / 'run'}"]
     result = _run_train([*tiny_overrides, *run_dir, override], cwd=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 1, output[-2000:]
     assert message in output, output[-2000:]
-    assert "Traceback" not in output
-    assert "train/loss" not in output and not (tmp_path / "run" / "tensorboard").exists(), "stopped before any step"
+    assert "Traceback" not in output and len([line for line in output.splitlines() if "Error" in line]) == 1
