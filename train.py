@@ -27,6 +27,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from frcnn import preflight
 from frcnn.data.schema import SchemaError
 from frcnn.data.source import DataSourceError
 from frcnn.lit import DetectionModule
@@ -46,6 +47,7 @@ USER_ERRORS = (
     DataSourceError,
     SchemaError,
     ConnectionError,
+    preflight.PreflightError,
 )
 
 
@@ -55,15 +57,20 @@ def train(cfg: DictConfig) -> float | None:
         pl.seed_everything(cfg.seed, workers=True)
     if cfg.get("cpu_threads"):
         torch.set_num_threads(cfg.cpu_threads)
+    preflight.check_config(cfg)
     ckpt_path = resume_checkpoint(cfg)
 
     check_accelerator(cfg.trainer)
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     with open_dict(cfg):
-        cfg.model.num_classes = datamodule.num_classes
+        cfg.model.num_classes = preflight.resolve_num_classes(
+            cfg.model.get("num_classes"), datamodule.num_classes, f"data.path={cfg.data.get('path')}"
+        )
     # The run's config without Hydra's own node (present when composed by tests), resolved.
     module_cfg = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]), resolve=True)
     module = DetectionModule(module_cfg, datamodule.class_names, datamodule.label_to_category_id)
+    if ckpt_path is not None:
+        preflight.check_resume_checkpoint(ckpt_path, module.model)
 
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))

@@ -2,11 +2,13 @@
 
 Layout: `{root}/{split}/images/<file_name>` and `{root}/{split}/instances.json` (or the one
 `.json` in `{root}/{split}/annotations/`), with boxes `[x, y, w, h]` and arbitrary category ids.
-Categories sorted by id get contiguous indices 0..K-1 (labels 1..K); an annotation with an id
-outside `categories` gets index -1 (a bad row: counted, never trained on). Every annotation is
-kept, crowds too: `objects.iscrowd` marks them (the training stream drops them from targets; the
+Categories sorted by id get contiguous indices 0..K-1 (labels 1..K). Every annotation is kept,
+crowds too: `objects.iscrowd` marks them (the training stream drops them from targets; the
 evaluation scores them as crowds) and `objects.area` is the file's `area` (the box area where it
 has none).
+
+Checked when the folder is opened (`frcnn.data.coco_problems`): images without their file and
+annotations of an unknown category or image id are left out, counted in `CocoFolder.problems`.
 """
 
 import json
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from frcnn.data.coco_problems import without_problems
 from frcnn.data.source import Row, RowSource
 
 
@@ -23,6 +26,7 @@ class CocoFolder:
     Attributes:
         category_ids: original COCO category id of each contiguous index (label - 1).
         class_names: name of each contiguous index.
+        problems: images and annotations left out, per kind (see the module docstring).
     """
 
     def __init__(self, root: str | Path, split: str) -> None:
@@ -37,6 +41,7 @@ class CocoFolder:
             annotation_file = candidates[0]
         coco = json.loads(annotation_file.read_text())
         self.image_dir = split_dir / "images"
+        coco, self.problems = without_problems(coco, self.image_dir, str(annotation_file))
         categories = sorted(coco["categories"], key=lambda category: category["id"])
         self.category_ids: list[int] = [category["id"] for category in categories]
         self.class_names: list[str] = [category["name"] for category in categories]
@@ -61,7 +66,7 @@ class CocoFolder:
             "height": image["height"],
             "objects": {
                 "bbox_id": [annotation["id"] for annotation in objects],
-                "category": [self.index_of.get(annotation["category_id"], -1) for annotation in objects],
+                "category": [self.index_of[annotation["category_id"]] for annotation in objects],
                 "bbox": [[x, y, x + w, y + h] for x, y, w, h in boxes],
                 "area": [annotation.get("area", w * h) for annotation, (_, _, w, h) in zip(objects, boxes)],
                 "iscrowd": [int(annotation.get("iscrowd", 0)) for annotation in objects],
@@ -69,8 +74,8 @@ class CocoFolder:
         }
         if with_image:
             image_file = self.image_dir / image["file_name"]
-            # A missing file becomes empty bytes: skipped and counted as undecodable.
-            row["image"] = {"bytes": image_file.read_bytes() if image_file.exists() else b"", "path": None}
+            # A file gone since the folder was opened becomes empty bytes: skipped as undecodable.
+            row["image"] = {"bytes": image_file.read_bytes() if image_file.is_file() else b"", "path": None}
         return row
 
 
@@ -81,6 +86,7 @@ class CocoFolderSource(RowSource):
         self.folder = folder
         self.description = f"data.path={folder.image_dir.parent.parent} ({folder.image_dir.parent.name})"
         self.revision = None
+        self.problems = folder.problems
         sizes = [unit_size] * (len(folder.images) // unit_size)
         if len(folder.images) % unit_size:
             sizes.append(len(folder.images) % unit_size)

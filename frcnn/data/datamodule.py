@@ -33,6 +33,7 @@ import lightning as L
 
 from frcnn.data.coco_classes import COCO_CATEGORY_IDS, COCO_CLASSES
 from frcnn.data.coco_folder import CocoFolder
+from frcnn.data.decode import DEFAULT_MAX_PIXELS
 from frcnn.data.loader import StreamLoader
 from frcnn.data.shapes import ensure_shapes
 from frcnn.data.source import RowSource, open_split
@@ -61,6 +62,7 @@ class DetectionDataModule(L.LightningDataModule):
         skip_empty_train: train only on images with at least one valid box.
         val_limit: only the first `val_limit` validation images (None: all).
         max_skip_fraction: the share of a split's rows that may be skipped before the run stops.
+        max_pixels: images above this many pixels are skipped, read from the header (never decoded).
         shapes: generation options of the `shapes` source (`ensure_shapes` kwargs).
 
     Attributes:
@@ -95,6 +97,7 @@ class DetectionDataModule(L.LightningDataModule):
         skip_empty_train: bool = True,
         val_limit: int | None = None,
         max_skip_fraction: float = 0.01,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
         read_retries: int = 20,
         retry_interval_s: float = 5.0,
         shapes: dict[str, int] | None = None,
@@ -120,6 +123,7 @@ class DetectionDataModule(L.LightningDataModule):
         self.skip_empty_train = skip_empty_train
         self.val_limit = val_limit
         self.max_skip_fraction = max_skip_fraction
+        self.max_pixels = max_pixels
         self.read_retries, self.retry_interval_s = read_retries, retry_interval_s
         self.shapes_options = dict(shapes or {})
         if source == "coco_folder":
@@ -168,6 +172,7 @@ class DetectionDataModule(L.LightningDataModule):
             hflip_prob=self.hflip_prob if train else 0.0,
             skip_empty=self.skip_empty_train,
             limit=None if train else self.val_limit,
+            max_pixels=self.max_pixels,
         )
 
     def _loader(self, stream: DetectionStream | None, stage: str) -> StreamLoader:

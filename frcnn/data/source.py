@@ -40,11 +40,14 @@ class RowSource(ABC):
         description: what to name in messages (`data.path=... (val)`).
         revision: the dataset revision read (a Hub commit), or a fingerprint of local files.
         unit_sizes (ndarray[U]): rows per unit; rows are numbered unit after unit.
+        problems: rows or annotations the source itself left out, per kind (a COCO folder's
+            missing files and unknown ids).
     """
 
     description: str
     revision: str | None
     unit_sizes: np.ndarray
+    problems: dict[str, int] = {}
 
     @property
     def num_rows(self) -> int:

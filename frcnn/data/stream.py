@@ -31,28 +31,22 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from frcnn.data.decode import CorruptImageError, decode_rgb
+from frcnn.data.decode import DEFAULT_MAX_PIXELS, decode_rgb
 from frcnn.data.partition import TrainingPlan, validation_rows
 from frcnn.data.source import DataSourceError, Row, RowSource
+from frcnn.data.row_checks import ANNOTATION_KINDS, ROW_COUNT_KINDS, ROW_SKIP_KINDS, BadRow, check_annotations, row_targets
 from frcnn.data.transforms import DetectionTransform
 
 Sample = tuple[torch.Tensor, dict[str, torch.Tensor]]
 
-# Why a row was skipped; the order indexes the shared counters.
-SKIP_KINDS: tuple[str, ...] = (
-    "null_objects",
-    "malformed_objects",
-    "label_out_of_range",
-    "nonfinite_box",
-    "undecodable_image",
-    "no_box_after_clipping",
-)
+# What the workers count (`frcnn.data.row_checks`), in the order of the shared counters: rows
+# skipped, boxes dropped or rows repaired, and training rows left without a box.
+COUNTED_KINDS: tuple[str, ...] = (*ROW_SKIP_KINDS, *ROW_COUNT_KINDS, "no_box_after_clipping")
 _MAX_WORKERS = 256  # slots of the shared counters, one per DataLoader worker id
 
 
@@ -76,6 +70,7 @@ class DetectionStream(IterableDataset):
         hflip_prob: probability of a horizontal flip, drawn per image from (seed, epoch, image_id).
         skip_empty: training leaves out rows without a valid box (validation keeps every row).
         limit: validation reads only the first `limit` rows (the same set for any layout).
+        max_pixels: images above this many pixels are skipped (read from the header, not decoded).
     """
 
     def __init__(
@@ -91,8 +86,10 @@ class DetectionStream(IterableDataset):
         hflip_prob: float = 0.0,
         skip_empty: bool = True,
         limit: int | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.source = source
+        self.max_pixels = max_pixels
         self.transform = transform
         self.num_classes = num_classes
         self.train = train
@@ -108,13 +105,14 @@ class DetectionStream(IterableDataset):
         self.num_rows = len(annotations) if limit is None else min(limit, len(annotations))
         # Problems found before any image is read: (kind → count, kind → an example image_id).
         self.annotation_problems = Counter(kind for kind in kinds[: self.num_rows] if kind is not None)
+        self.annotation_problems.update({kind: count for kind, count in source.problems.items() if count})
         self.problem_examples = {kind: int(self.image_ids[i]) for i, kind in enumerate(kinds[: self.num_rows]) if kind}
         if train:
             usable = np.array([kind is None and (_has_box(row) or not skip_empty) for row, kind in zip(annotations, kinds)], dtype=bool)
             self.plan = TrainingPlan(source.unit_starts, usable, seed)
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
-        self._skipped = torch.zeros(_MAX_WORKERS, len(SKIP_KINDS), dtype=torch.int64).share_memory_()
-        self._examples = torch.zeros(_MAX_WORKERS, len(SKIP_KINDS), dtype=torch.int64).share_memory_()
+        self._skipped = torch.zeros(_MAX_WORKERS, len(COUNTED_KINDS), dtype=torch.int64).share_memory_()
+        self._examples = torch.zeros(_MAX_WORKERS, len(COUNTED_KINDS), dtype=torch.int64).share_memory_()
         self._rows_read = torch.zeros(_MAX_WORKERS, dtype=torch.int64).share_memory_()
         self._position: dict[str, int] = {"epoch": 0, "rows": 0}
         self._resume: dict[str, int] | None = None
@@ -171,16 +169,23 @@ class DetectionStream(IterableDataset):
         """Select `epoch`'s rows and flips; call before the epoch's iteration (Lightning does)."""
         self._epoch.fill_(epoch)
 
+    def reset_decode_problems(self) -> None:
+        """Start counting anew (each validation pass reads its rows again)."""
+        self._skipped.zero_()
+        self._rows_read.zero_()
+
     def decode_problems(self) -> dict[str, int]:
-        """Rows this process's workers skipped so far, by kind (`annotation_problems` holds the
-        ones found before reading, the same on every rank)."""
-        return {kind: count for kind, count in zip(SKIP_KINDS, self._skipped.sum(0).tolist()) if count}
+        """What this process's workers counted so far, by kind (`annotation_problems` holds what
+        was found before reading, the same on every rank)."""
+        return {kind: count for kind, count in zip(COUNTED_KINDS, self._skipped.sum(0).tolist()) if count}
 
     def skip_example(self, kind: str) -> int | None:
         """An image_id skipped for `kind`, if any."""
         if kind in self.problem_examples:
             return self.problem_examples[kind]
-        column = self._examples[:, SKIP_KINDS.index(kind)]
+        if kind not in COUNTED_KINDS:  # a source's own problems (named in its warning)
+            return None
+        column = self._examples[:, COUNTED_KINDS.index(kind)]
         found = column[column != 0]
         return int(found[0]) if len(found) else None
 
@@ -257,27 +262,33 @@ class DetectionStream(IterableDataset):
         row = units.row(position)
         if count:
             self._rows_read[slot] += 1
-        kind, sample = self._sample(row, epoch)
-        if kind is not None and count:
-            index = SKIP_KINDS.index(kind)
+        problem, sample, counts = self._sample(row, epoch)
+        if not count:
+            return sample
+        for counted, number in counts.items():
+            self._skipped[slot, COUNTED_KINDS.index(counted)] += number
+        if problem is not None and problem.kind not in ANNOTATION_KINDS:  # those were counted before reading
+            index = COUNTED_KINDS.index(problem.kind)
             self._skipped[slot, index] += 1
             self._examples[slot, index] = int(row["image_id"])
-            warnings.warn(f"skipping image_id={row['image_id']} ({kind}) of {self.source.description}", stacklevel=2)
+            warnings.warn(f"skipping image_id={row['image_id']}: {problem} ({self.source.description})", stacklevel=2)
         return sample
 
-    def _sample(self, row: Row, epoch: int) -> tuple[str | None, Sample | None]:
-        """(None, sample) or (kind, None) for a row that cannot make a sample."""
+    def _sample(self, row: Row, epoch: int) -> tuple[BadRow | None, Sample | None, dict[str, int]]:
+        """(None, sample, counts) or (problem, None, counts) for a row that cannot make a sample;
+        counts: the boxes dropped and repairs made (`row_checks.ROW_COUNT_KINDS`)."""
         image_id = int(row["image_id"])
         try:
-            image = decode_rgb(row["image"])
-        except CorruptImageError:
-            return "undecodable_image", None
-        boxes, labels = target_boxes(row["objects"], self.num_classes)
+            image = decode_rgb(row["image"], self.max_pixels)
+            boxes, labels, iscrowd, counts = row_targets(row, image.shape[-2:], self.num_classes)
+        except BadRow as bad:
+            return bad, None, {}
+        boxes, labels = boxes[~iscrowd], labels[~iscrowd]  # crowds are scored, never trained on
         flip = self.hflip_prob > 0 and np.random.default_rng([self.seed, epoch, image_id]).random() < self.hflip_prob
         orig_size = image.shape[-2:]
         image, boxes, labels = self.transform(image, boxes, labels, flip)
         if self.skip_empty and len(boxes) == 0:
-            return "no_box_after_clipping", None
+            return BadRow("no_box_after_clipping", "no box left once resized"), None, counts
         target = {
             "boxes": boxes,
             "labels": labels,
@@ -285,7 +296,7 @@ class DetectionStream(IterableDataset):
             "orig_size": torch.tensor(orig_size, dtype=torch.int64),
             "size": torch.tensor(image.shape[-2:], dtype=torch.int64),
         }
-        return None, (image, target)
+        return None, (image, target), counts
 
 
 class _UnitCache:
@@ -312,32 +323,11 @@ class _UnitCache:
 
 def annotation_problem(row: Row, num_classes: int) -> str | None:
     """The kind of problem of a row's annotations (no image read), or None."""
-    objects = row.get("objects")
-    if objects is None:
-        return "null_objects"
     try:
-        boxes = np.asarray(objects["bbox"], dtype=np.float64).reshape(-1, 4)
-        categories = np.asarray(objects["category"], dtype=np.int64).reshape(-1)
-    except (KeyError, TypeError, ValueError):
-        return "malformed_objects"
-    if len(boxes) != len(categories):
-        return "malformed_objects"
-    if len(categories) and (categories.min() < 0 or categories.max() + 1 >= num_classes):
-        return "label_out_of_range"
-    if not np.isfinite(boxes).all():
-        return "nonfinite_box"
+        check_annotations(row, num_classes)
+    except BadRow as bad:
+        return bad.kind
     return None
-
-
-def target_boxes(objects: dict[str, Any], num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(boxes (Tensor[N, 4], float32) xyxy, labels (Tensor[N], int64)) of the non-crowd objects."""
-    boxes = torch.tensor(objects["bbox"], dtype=torch.float32).reshape(-1, 4)
-    labels = torch.tensor(objects["category"], dtype=torch.int64).reshape(-1) + 1
-    crowd = objects.get("iscrowd")
-    if crowd is not None:
-        keep = ~torch.tensor(crowd, dtype=torch.bool).reshape(-1)
-        boxes, labels = boxes[keep], labels[keep]
-    return boxes, labels
 
 
 def _has_box(row: Row) -> bool:

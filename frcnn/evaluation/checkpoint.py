@@ -82,7 +82,7 @@ def load_checkpoint(path: str | Path | None) -> LoadedCheckpoint:
         if any(key.startswith(_TORCHVISION_MARKERS) for key in keys):
             raise CheckpointError(
                 f"{path} is a torchvision FasterRCNN state dict: convert it first with "
-                f"`python -m frcnn.convert {path} frcnn_weights.pt`, then evaluate ckpt=frcnn_weights.pt"
+                f"`python -m frcnn.convert {path} frcnn_weights.pt --coco-to-80`, then evaluate ckpt=frcnn_weights.pt"
             )
         if all(any(key.startswith(marker) for key in keys) for marker in _OUR_MARKERS):
             return LoadedCheckpoint(model_state_dict=dict(checkpoint))

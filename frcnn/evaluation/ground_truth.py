@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+
 from frcnn.evaluation.coco_format import xyxy_to_xywh
 
 
@@ -69,7 +70,12 @@ def coco_ground_truth_from_rows(
             continue
         seen.add(image_id)
         images.append({"id": image_id, "width": int(row["width"]), "height": int(row["height"])})
-        boxes, categories, areas, iscrowd, bad = _objects(row["objects"], len(ids))
+        try:
+            boxes, categories, areas, iscrowd, bad = _objects(row["objects"], len(ids))
+        except (AttributeError, TypeError, ValueError):  # null or unreadable objects: the row is not scored
+            left_out["null or malformed objects (rows)"] += 1
+            bad_images.add(image_id)
+            continue
         for reason, count in bad.items():
             left_out[reason] += count
             bad_images.add(image_id)

@@ -9,20 +9,30 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 
+from frcnn.data.row_checks import MISSING_IMAGE_FILE, ROW_SKIP_KINDS
 from frcnn.data.source import DataSourceError
 from frcnn.distributed import gather_objects
 
 log = logging.getLogger(__name__)
+# Kinds that cost a whole row (the others are boxes dropped, rows repaired, annotations left out).
+LOST_ROW_KINDS = frozenset((*ROW_SKIP_KINDS, MISSING_IMAGE_FILE, "no_box_after_clipping"))
 
 
 class DataReport(Callback):
-    """After every validation and at the end of training: the rows skipped per split and kind,
+    """After every validation and at the end of training: the rows skipped (and the boxes dropped,
+    the rows repaired) per split and kind,
     in the log (one line) and in the loggers (`data/skipped_<kind>`, both splits summed); a
     split that lost more than the data module's `max_skip_fraction` of its rows stops the run
     with one line naming the largest kind and an image_id of it.
 
     Runs on every rank at the same hooks (it gathers every rank's counts).
     """
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Each validation reads its rows again: count one pass (the sanity check's too).
+        stream = getattr(trainer.datamodule, "val_dataset", None)
+        if stream is not None:
+            stream.reset_decode_problems()
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._report(trainer)
@@ -59,11 +69,11 @@ class DataReport(Callback):
         over the rows read so far) is over `max_fraction`."""
         num_rows = max(per_rank[0]["num_rows"], 1)
         rows_read = max(sum(counts["rows_read"] for counts in per_rank), 1)
-        lost = sum(per_rank[0]["annotations"].values()) / num_rows
-        lost += sum(sum(counts["decoding"].values()) for counts in per_rank) / rows_read
+        lost = sum(n for kind, n in per_rank[0]["annotations"].items() if kind in LOST_ROW_KINDS) / num_rows
+        lost += sum(n for counts in per_rank for kind, n in counts["decoding"].items() if kind in LOST_ROW_KINDS) / rows_read
         if lost <= max_fraction:
             return
-        kind, count = skipped.most_common(1)[0]
+        kind, count = next((kind, count) for kind, count in skipped.most_common() if kind in LOST_ROW_KINDS)
         example = next((counts["examples"][kind] for counts in per_rank if counts["examples"].get(kind)), None)
         raise DataSourceError(
             f"data split {split!r} lost {lost:.1%} of its rows as bad (most: {kind}={count}, e.g. image_id={example}), "

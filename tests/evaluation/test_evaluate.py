@@ -239,7 +239,7 @@ def test_torchvision_state_dict_points_at_convert(tmp_path):
         "roi_heads.box_predictor.cls_score.weight": torch.zeros(1),
     }
     torch.save(state, tmp_path / "fasterrcnn_resnet50_fpn.pth")
-    with pytest.raises(CheckpointError, match="python -m frcnn.convert"):
+    with pytest.raises(CheckpointError, match="python -m frcnn.convert .* --coco-to-80"):
         load_checkpoint(tmp_path / "fasterrcnn_resnet50_fpn.pth")
 
 

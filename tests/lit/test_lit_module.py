@@ -26,7 +26,7 @@ class NaNFirstDetector(nn.Module):
 
 
 def _module(compose_train, tiny_overrides) -> DetectionModule:
-    cfg = compose_train([*tiny_overrides, "scheduler.warmup_steps=0"])
+    cfg = compose_train([*tiny_overrides, "scheduler.warmup_steps=0", "model.num_classes=2"])
     plain = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]), resolve=True)
     return DetectionModule(plain, class_names=["background", "a"], label_to_category_id=torch.tensor([0, 7]))
 

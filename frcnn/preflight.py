@@ -1,0 +1,157 @@
+"""Checks that `train.py` runs before the first step, each failing in one line that names the key and the fix.
+
+- `check_config`: data keys (`data.batch_size`, `data.num_workers`, `data.min_size`/`max_size`/
+  `square_size`, `data.max_pixels`, `data.max_skip_fraction`), and every folder the run will
+  write (run folder, checkpoint folders, the shapes cache when it is still to be generated).
+  (Parquet footers are the data source's own check, when it opens a split.)
+- `resolve_num_classes`: an explicit `model.num_classes` that conflicts with the data.
+- `check_resume_checkpoint`: `ckpt_path` is a checkpoint of this app whose weights fit the
+  model built from this config (not random bytes, a bare state dict or a torchvision one).
+- `RunDirCheck`: a Hydra callback for `hydra.run.dir`/`hydra.sweep.dir`, which Hydra creates
+  before `train.py`'s own code runs.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from frcnn.evaluation.checkpoint import CheckpointError, load_checkpoint
+
+
+class PreflightError(ValueError):
+    """A config, folder or checkpoint that would fail the run later; `str(error)` is one line."""
+
+
+def check_config(cfg: Mapping[str, Any]) -> None:
+    """The data keys and the folders of a composed `train.yaml` config (see the module docstring)."""
+    check_data(cfg["data"])
+    check_writable_dir(cfg["paths"]["output_dir"], "hydra.run.dir")
+    for name, callback in (cfg.get("callbacks") or {}).items():
+        if callback is not None and callback.get("dirpath"):
+            check_writable_dir(callback["dirpath"], f"callbacks.{name}.dirpath")
+    data = cfg["data"]
+    if data.get("source") == "shapes" and not (Path(data["path"]).expanduser() / "meta.json").is_file():
+        check_writable_dir(data["path"], "data.path", why="the shapes set is generated there on first use")
+
+
+def check_data(data: Mapping[str, Any]) -> None:
+    """`data.*` values the loaders and the resize would reject late, or silently misuse."""
+    _whole(data, "batch_size", 1, "images per device and step")
+    _whole(data, "num_workers", 0, "loader processes per device; 0 loads in the training process")
+    resize = data.get("resize", "keep_ratio")
+    if resize == "keep_ratio":
+        _whole(data, "min_size", 1, "the short side in pixels after resizing")
+        _whole(data, "max_size", 1, "the cap on the long side in pixels")
+        if data["max_size"] <= data["min_size"]:
+            raise PreflightError(
+                f"data.max_size={data['max_size']} is not above data.min_size={data['min_size']}: "
+                "set data.max_size > data.min_size (e.g. 1333 for 800)"
+            )
+    elif resize == "square":
+        _whole(data, "square_size", 1, "the side in pixels of the square input")
+    if data.get("max_pixels") is not None:
+        _whole(data, "max_pixels", 1, "images with more pixels are skipped")
+    fraction = data.get("max_skip_fraction")
+    if fraction is not None and not (isinstance(fraction, (int, float)) and 0 <= fraction <= 1):
+        raise PreflightError(f"data.max_skip_fraction={fraction!r}: must be a fraction in 0..1 (e.g. 0.01 for 1 %)")
+
+
+def _whole(data: Mapping[str, Any], key: str, minimum: int, meaning: str) -> None:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise PreflightError(f"data.{key}={value!r}: must be a whole number >= {minimum} ({meaning})")
+
+
+def check_writable_dir(path: str | Path, key: str, why: str = "") -> None:
+    """Make sure `path` is, or can be made, a folder this process can write files into (it is created)."""
+    reason = _unwritable(Path(path).expanduser(), create=True)
+    if reason:
+        where = f" ({why})" if why else ""
+        raise PreflightError(f"{key}={path} cannot be written{where}: {reason}: choose another {key}")
+
+
+def _unwritable(folder: Path, create: bool) -> str | None:
+    """Why files cannot be written into `folder` (made first if `create`, else its nearest
+    existing parent is tried), or None when they can."""
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    target = folder if create else existing
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except OSError as error:
+        return f"cannot create files in {target} ({error.strerror or error})"
+    return None
+
+
+def resolve_num_classes(model_num_classes: int | None, data_num_classes: int, class_source: str) -> int:
+    """The model's class count (background included): the data's, which an explicit
+    `model.num_classes` must equal."""
+    if model_num_classes is not None and model_num_classes != data_num_classes:
+        raise PreflightError(
+            f"model.num_classes={model_num_classes} but {class_source} has {data_num_classes} classes "
+            f"(background included): leave model.num_classes unset (null) to take the data's"
+        )
+    return data_num_classes
+
+
+def check_resume_checkpoint(path: str | Path, model: torch.nn.Module) -> None:
+    """`path` is a checkpoint of this app whose weights have the names and shapes of `model`'s."""
+    try:
+        checkpoint = load_checkpoint(path)
+    except CheckpointError as error:
+        raise PreflightError(f"ckpt_path: {error}") from None
+    if checkpoint.is_bare:
+        raise PreflightError(
+            f"ckpt_path={path} holds model weights only, not a training checkpoint (optimizer, step, data "
+            "position): resume from a run's checkpoints/last.ckpt; evaluate these weights with evaluate.py ckpt=..."
+        )
+    expected = model.state_dict()
+    found = checkpoint.model_state_dict
+    missing = [name for name in expected if name not in found]
+    unexpected = [name for name in found if name not in expected]
+    reshaped = [name for name in expected if name in found and found[name].shape != expected[name].shape]
+    if missing or unexpected or reshaped:
+        if reshaped:
+            name = reshaped[0]
+            example = f"{name} is {list(found[name].shape)} there, {list(expected[name].shape)} here"
+        else:
+            example = f"e.g. {(missing or unexpected)[0]!r}"
+        raise PreflightError(
+            f"ckpt_path={path} was trained with another model or data config ({len(missing)} missing, "
+            f"{len(unexpected)} unexpected, {len(reshaped)} reshaped weights; {example}): resume with the "
+            "model and data of that run (its .hydra/config.yaml)"
+        )
+
+
+class RunDirCheck(Callback):
+    """Stop with one line when Hydra's run (or sweep) folder cannot be created, before Hydra tries.
+
+    Hydra makes the folder before the task function runs, so `train.py` cannot catch the error
+    itself; nothing is created here: the nearest existing parent must be a writable folder.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(path: str, key: str) -> None:
+        reason = _unwritable(Path(path).expanduser(), create=False)
+        if reason:
+            print(f"PreflightError: {key}={path} cannot be written: {reason}: choose another {key}", file=sys.stderr)
+            sys.exit(1)

@@ -1,0 +1,139 @@
+"""Config, folder and checkpoint mistakes stop `train.py` before the first step, in one line."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from frcnn.preflight import (
+    PreflightError,
+    check_data,
+    check_resume_checkpoint,
+    check_writable_dir,
+    resolve_num_classes,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = {"batch_size": 2, "num_workers": 0, "resize": "keep_ratio", "min_size": 800, "max_size": 1333, "square_size": 400}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"batch_size": 0}, "data.batch_size=0: must be a whole number >= 1"),
+        ({"batch_size": "two"}, "data.batch_size='two': must be a whole number >= 1"),
+        ({"num_workers": -1}, "data.num_workers=-1: must be a whole number >= 0"),
+        ({"min_size": 0}, "data.min_size=0: must be a whole number >= 1"),
+        ({"max_size": 800}, "data.max_size=800 is not above data.min_size=800"),
+        ({"resize": "square", "square_size": 0}, "data.square_size=0: must be a whole number >= 1"),
+        ({"max_pixels": 0}, "data.max_pixels=0"),
+        ({"max_skip_fraction": 2}, "data.max_skip_fraction=2: must be a fraction in 0..1"),
+    ],
+)
+def test_data_keys(changes, message):
+    with pytest.raises(PreflightError, match=message):
+        check_data({**DATA, **changes})
+
+
+def test_good_data_keys_pass():
+    check_data(DATA)
+    check_data({**DATA, "resize": "square", "min_size": 0, "max_pixels": 10**8, "max_skip_fraction": 0.01})
+
+
+def test_num_classes():
+    assert resolve_num_classes(None, 81, "data.path=x") == 81
+    assert resolve_num_classes(81, 81, "data.path=x") == 81
+    with pytest.raises(PreflightError, match=r"model.num_classes=1 but data.path=x has 81 classes .*null"):
+        resolve_num_classes(1, 81, "data.path=x")
+
+
+def test_writable_dir(tmp_path):
+    check_writable_dir(tmp_path / "a" / "b", "key")
+    assert (tmp_path / "a" / "b").is_dir()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(PreflightError, match=r"key=.*/file/sub cannot be written: .*/file is a file, not a folder: choose another key"):
+        check_writable_dir(tmp_path / "file" / "sub", "key")
+
+
+def _lightning_checkpoint(path: Path, state_dict: dict) -> Path:
+    torch.save({"state_dict": {f"model.{k}": v for k, v in state_dict.items()}, "hyper_parameters": {"cfg": {"model": {}}}}, path)
+    return path
+
+
+def test_resume_checkpoint_must_fit_the_model(tmp_path):
+    model = torch.nn.Linear(4, 3)
+    check_resume_checkpoint(_lightning_checkpoint(tmp_path / "same.ckpt", model.state_dict()), model)
+    other = _lightning_checkpoint(tmp_path / "other.ckpt", torch.nn.Linear(4, 5).state_dict())
+    with pytest.raises(PreflightError, match=r"another model or data config \(0 missing, 0 unexpected, 2 reshaped .*weight is \[5, 4\] there, \[3, 4\] here"):
+        check_resume_checkpoint(other, model)
+    torch.save(model.state_dict(), tmp_path / "foreign.pt")
+    with pytest.raises(PreflightError, match="ckpt_path: .* is a state dict, but not of frcnn"):
+        check_resume_checkpoint(tmp_path / "foreign.pt", model)
+    ours = ("backbone.body.conv1.weight", "rpn.head.objectness_logits.weight", "roi_heads.box_predictor.cls_score.weight")
+    torch.save({key: torch.zeros(1) for key in ours}, tmp_path / "bare.pt")
+    with pytest.raises(PreflightError, match="bare.pt holds model weights only, not a training checkpoint"):
+        check_resume_checkpoint(tmp_path / "bare.pt", model)
+
+
+def _run_train(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HYDRA_FULL_ERROR="0")
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _files(tmp_path: Path) -> None:
+    """Files for the run cases: bytes of text, a torchvision state dict, a checkpoint of another
+    model config, a file where a folder should be (the checkpoints folder of the run "run")."""
+    (tmp_path / "random.ckpt").write_bytes(b"these bytes are not a checkpoint\n" * 40)
+    torchvision_keys = ("backbone.body.conv1.weight", "backbone.fpn.inner_blocks.0.0.weight", "rpn.head.cls_logits.weight")
+    torch.save({key: torch.zeros(1) for key in torchvision_keys}, tmp_path / "torchvision.pth")
+    _lightning_checkpoint(tmp_path / "other.ckpt", {"backbone.body.conv1.weight": torch.zeros(64, 3, 3, 3)})
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "run_with_file").mkdir()
+    (tmp_path / "run_with_file" / "checkpoints").write_text("")
+
+
+@pytest.mark.parametrize(
+    ("override", "message", "run"),
+    [
+        ("data.batch_size=0", "data.batch_size=0: must be a whole number >= 1", "run"),
+        ("model.num_classes=1", "model.num_classes=1 but data.path=", "run"),
+        ("data.path={tmp}/afile/shapes", "data.path={tmp}/afile/shapes cannot be written (the shapes set is generated there on first use)", "run"),
+        ("trainer.max_steps=2", "callbacks.model_checkpoint.dirpath={tmp}/run_with_file/checkpoints cannot be written: {tmp}/run_with_file/checkpoints is a file, not a folder", "run_with_file"),
+        ("ckpt_path={tmp}/random.ckpt", "ckpt_path: {tmp}/random.ckpt is truncated or not a PyTorch checkpoint", "run"),
+        ("ckpt_path={tmp}/torchvision.pth", "is a torchvision FasterRCNN state dict: convert it first with `python -m frcnn.convert {tmp}/torchvision.pth frcnn_weights.pt --coco-to-80`", "run"),
+        ("ckpt_path={tmp}/other.ckpt", "ckpt_path={tmp}/other.ckpt was trained with another model or data config", "run"),
+    ],
+)
+def test_train_stops_before_the_first_step(compose_train, tiny_overrides, tmp_path, override, message, run):
+    from train import train
+
+    _files(tmp_path)
+    cfg = compose_train([*tiny_overrides, override.format(tmp=tmp_path)], name=run)
+    with pytest.raises(PreflightError, match=re.escape(message.format(tmp=tmp_path))):
+        train(cfg)
+    assert not (tmp_path / run / "tensorboard").exists(), "stopped before any step"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        # train.py's own check: PreflightError is a user error, reported in one line.
+        ("data.batch_size=0", "PreflightError: data.batch_size=0: must be a whole number >= 1"),
+        # Hydra's callback, before train.py's code runs.
+        ("hydra.run.dir=/proc/x", "PreflightError: hydra.run.dir=/proc/x cannot be written: cannot create files in /proc"),
+    ],
+)
+def test_train_py_stops_in_one_line(tiny_overrides, tmp_path, override, message):
+    run_dir = [] if override.startswith("hydra.run.dir") else [f"hydra.run.dir={tmp_path / 'run'}"]
+    result = _run_train([*tiny_overrides, *run_dir, override], cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-2000:]
+    assert message in output, output[-2000:]
+    assert "Traceback" not in output and len([line for line in output.splitlines() if "Error" in line]) == 1
