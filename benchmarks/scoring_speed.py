@@ -1,4 +1,4 @@
-"""How long COCO scoring takes: ``python -m frcnn.evaluation.benchmark [--images 5000] [--pycocotools]``.
+"""How long COCO scoring takes: ``python benchmarks/scoring_speed.py [--images 5000] [--pycocotools]``.
 
 Synthetic COCO-like val split: ``--images`` images of 640x480, ~7 ground-truth boxes each over
 80 classes, ``--detections`` detections per image (jittered ground truth and random boxes).

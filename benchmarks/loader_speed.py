@@ -1,6 +1,6 @@
 """Loader throughput: stream the shapes parquet through the training loader with 0, 1, 2 workers.
 
-    python -m frcnn.data.benchmark --out data_cache/shapes-bench --images 512 --workers 0 1 2
+    python benchmarks/loader_speed.py --out data_cache/shapes-bench --images 512 --workers 0 1 2
 """
 
 import argparse
