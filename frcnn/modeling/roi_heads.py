@@ -78,6 +78,8 @@ class MultiScaleRoIAlign(nn.Module):
         for feature, stride, count in zip(features, self.strides, counts):
             index = order[start : start + count]
             start += count
+            if count == 0:
+                continue
             pooled_level = roi_align(
                 feature, rois[index], self.output_size, 1.0 / stride, self.sampling_ratio, aligned=False
             )
@@ -160,6 +162,10 @@ class RoIHeads(nn.Module):
         """
         if gt is not None:
             return None, self.losses(features, proposals, gt)
+        # Proposals are padded to a fixed count per image, valid ones first; on small images
+        # most slots are empty. One read of the fullest image's count spares the head that work.
+        num_kept = int(proposals.valid.sum(dim=1).max())
+        proposals = Proposals(*(values[:, :num_kept] for values in proposals))
         class_logits, box_deltas = self.predict(features, proposals.boxes)
         return self.postprocess(class_logits, box_deltas, proposals, image_sizes), {}
 
