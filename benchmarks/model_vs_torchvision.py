@@ -163,7 +163,7 @@ def main() -> None:
                     f"{peak['frcnn'] / peak['torchvision']:.2f}×",
                 ))
 
-    small = {name: make_models(args.memory_size, device)[name] for name in models}
+    small = make_models(args.memory_size, device)
     small_batch = make_batch(2, device)
     autocast_precision = "16-mixed" if device.type == "cuda" else "bf16-mixed"
     for precision in ("fp32", autocast_precision):
