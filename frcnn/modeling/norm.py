@@ -10,11 +10,11 @@ the convolution's dtype.
 
 The state dict keeps torchvision's layout (``conv.weight``; ``bn.weight``, ``bn.bias``,
 ``bn.running_mean``, ``bn.running_var``): the folded weights are derived, never stored.
-A frozen convolution's folded weight is computed once and cached until one of its source
-tensors changes (``load_state_dict``, ``.to()``). After a trainable convolution the BN
-runs unfolded, in the activation's dtype, as one ``addcmul`` that saves only its
-``[C, 1, 1]`` scale for backward (folding into a trainable weight would save a new
-weight-sized tensor per layer for backward instead).
+A folded weight is computed once and cached until one of its source tensors changes
+(``load_state_dict``, ``.to()``, an optimizer step): frozen layers fold once, and in
+inference every layer does. Where the weight trains, the BN runs unfolded, in the
+activation's dtype, as one ``addcmul`` that saves only its ``[C, 1, 1]`` scale for
+backward (folding into a trainable weight would save a new weight-sized tensor per layer).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class FrozenBatchNorm2d(torchvision.ops.FrozenBatchNorm2d):
 
     def folded_conv_params(self, conv: nn.Conv2d) -> tuple[Tensor, Tensor]:
         """Weight ``[O, I, k, k]`` and bias ``[O]`` of the convolution equal to ``self(conv(x))``,
-        cached for a frozen ``conv``."""
+        cached until ``conv``'s or this module's tensors change; never tracked by autograd."""
         sources = (conv.weight, conv.bias, self.weight, self.bias, self.running_mean, self.running_var)
         identity = tuple((t.data_ptr(), t._version) for t in sources if t is not None)
         if self._folded is None or self._folded[0] != identity:
@@ -62,8 +62,12 @@ class FrozenBatchNorm2d(torchvision.ops.FrozenBatchNorm2d):
 
 
 def conv_norm(conv: nn.Conv2d, norm: nn.Module, x: Tensor) -> Tensor:
-    """``norm(conv(x))``, computed as one folded convolution when both are frozen."""
-    if not isinstance(norm, FrozenBatchNorm2d) or conv.weight.requires_grad:
+    """``norm(conv(x))``, computed as one folded convolution when ``norm`` is frozen and no
+    gradient flows to the convolution's weight (frozen layers; every layer in inference)."""
+    if not isinstance(norm, FrozenBatchNorm2d):
+        return norm(conv(x))
+    if conv.weight.requires_grad and torch.is_grad_enabled():
+        norm._folded = None  # the weight is about to change: hold no stale copy of it
         return norm(conv(x))
     weight, bias = norm.folded_conv_params(conv)
     return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)

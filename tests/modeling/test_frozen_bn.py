@@ -56,6 +56,10 @@ def test_trainable_conv_gets_the_same_gradient():
     torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
     for grad, expected_grad in zip(grads, expected_grads):
         torch.testing.assert_close(grad, expected_grad, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():  # inference folds the trainable layer too, and follows its updates
+        torch.testing.assert_close(conv_norm(conv, norm, x), reference(conv, norm, x), rtol=1e-5, atol=1e-5)
+        conv.weight.sub_(0.1 * grads[1])  # an optimizer step
+        torch.testing.assert_close(conv_norm(conv, norm, x), reference(conv, norm, x), rtol=1e-5, atol=1e-5)
 
 
 def test_fold_made_under_inference_mode_serves_a_training_step():
