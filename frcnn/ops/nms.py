@@ -2,13 +2,15 @@
 
 Every NMS call waits for the device (its output size depends on the data), so groups
 (an image's pyramid level, or an image's class) share calls: boxes of different groups
-are moved apart (the "coordinate trick") so that one call never lets them suppress each
-other. A call's cost grows with the square of its box count, so groups are packed into
+are moved apart (torchvision's "coordinate trick", on a 2-D grid) so that one call never
+lets them suppress each other. A call's cost grows with the square of its box count, so groups are packed into
 calls of at most ``max_boxes_per_call`` boxes (torchvision's crossover between one call
 and one per group: 1,000 boxes on the CPU, 5,000 on a GPU).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -44,7 +46,7 @@ def grouped_nms(
     """
     limit = max_boxes_per_call(boxes.device)
     if boxes.shape[0] <= limit:
-        return _offset_nms(boxes, scores, groups, iou_threshold)
+        return _offset_nms(boxes, scores, groups, iou_threshold, num_groups)
     order = None
     if group_sizes is None:
         groups, order = torch.sort(groups, stable=True)
@@ -56,7 +58,7 @@ def grouped_nms(
     for size in group_sizes + [limit + 1]:  # the sentinel flushes the last call
         if end > start and end - start + size > limit:
             chunk = slice(start, end)
-            keep.append(_offset_nms(boxes[chunk], scores[chunk], groups[chunk], iou_threshold) + start)
+            keep.append(_offset_nms(boxes[chunk], scores[chunk], groups[chunk], iou_threshold, num_groups) + start)
             start = end
         end += size
     keep = torch.cat(keep)
@@ -64,12 +66,16 @@ def grouped_nms(
     return keep if order is None else order[keep]
 
 
-def _offset_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
-    """One NMS call; each group is shifted beyond the previous one so groups never overlap."""
+def _offset_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float, num_groups: int) -> Tensor:
+    """One NMS call; the groups are laid out on a square grid of image-sized cells, so
+    boxes of different groups never overlap. The grid keeps the offsets (and float32
+    rounding of the shifted coordinates) at sqrt(num_groups) image sizes, not num_groups."""
     if boxes.numel() == 0:
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
-    offsets = groups.to(boxes) * (boxes.max() + 1)
-    return nms(boxes + offsets[:, None], scores, iou_threshold)
+    columns = math.isqrt(num_groups - 1) + 1
+    cell = boxes.max() + 1
+    offset_x, offset_y = (groups % columns).to(boxes) * cell, (groups // columns).to(boxes) * cell
+    return nms(boxes + torch.stack([offset_x, offset_y, offset_x, offset_y], dim=1), scores, iou_threshold)
 
 
 def batched_nms_per_image(
