@@ -8,7 +8,8 @@ Both models are torchvision's ``fasterrcnn_resnet50_fpn`` configuration as train
 ImageNet weights (FrozenBN, layer2-layer4 trainable), with the same random weights
 (torchvision's init, converted by ``frcnn.convert``), on the same float images of COCO-like
 shapes, resized to ``--size``. Timed runs alternate between the models (ABBA), the first
-round is dropped, medians are printed. Runs on CUDA when present, else on the CPU.
+round is dropped; times are medians, speed-ups the median of the rounds' ratios. Runs on
+CUDA when present, else on the CPU.
 
     OMP_NUM_THREADS=1 python benchmarks/model_vs_torchvision.py --size 400 --images 2 --repeats 5
     python benchmarks/model_vs_torchvision.py --size 800 --images 4 --repeats 20   # on a GPU
@@ -86,8 +87,8 @@ def synchronized(device: torch.device, fn: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-def median_times(models, run, batch, device, precision, repeats) -> dict[str, float]:
-    """ABBA rounds; the first round warms up and is dropped."""
+def timed_rounds(models, run, batch, device, precision, repeats) -> dict[str, list[float]]:
+    """Seconds per run of each model over ABBA rounds; the first round warms up and is dropped."""
     times: dict[str, list[float]] = {name: [] for name in models}
     for repeat in range(repeats + 1):
         names = list(models) if repeat % 2 else list(models)[::-1]
@@ -95,7 +96,7 @@ def median_times(models, run, batch, device, precision, repeats) -> dict[str, fl
             elapsed = synchronized(device, lambda: run(models[name], *batch, device, precision))
             if repeat:
                 times[name].append(elapsed)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return times
 
 
 def peak_memory(model, run, batch, device, precision) -> int:
@@ -140,13 +141,15 @@ def main() -> None:
 
     def speed_rows(precision: str) -> None:
         for label, run in (("train step", train_step), ("inference", inference)):
-            t = median_times(models, run, batch, device, precision, args.repeats)
-            rate = {name: args.images / seconds for name, seconds in t.items()}
+            times = timed_rounds(models, run, batch, device, precision, args.repeats)
+            t = {name: statistics.median(values) for name, values in times.items()}
+            # The median of each round's ratio: both runs of a round saw the same machine load.
+            speedup = statistics.median(a / b for a, b in zip(times["torchvision"], times["frcnn"]))
             rows.append((
                 f"{label}, {precision}, s (images/s)",
-                f"{t['torchvision']:.4f} ({rate['torchvision']:.1f})",
-                f"{t['frcnn']:.4f} ({rate['frcnn']:.1f})",
-                f"{t['torchvision'] / t['frcnn']:.2f}× as fast",
+                f"{t['torchvision']:.4f} ({args.images / t['torchvision']:.1f})",
+                f"{t['frcnn']:.4f} ({args.images / t['frcnn']:.1f})",
+                f"{speedup:.2f}× as fast",
             ))
 
     precisions = ["fp32", "16-mixed"] if device.type == "cuda" else ["fp32"]
