@@ -44,7 +44,8 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample: nn.Module | None = None
         if stride != 1 or in_channels != out_channels:
-            self.downsample = ConvNorm(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), norm(out_channels))
+            shortcut = nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
+            self.downsample = ConvNorm(shortcut, norm(out_channels))
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)

@@ -2,7 +2,7 @@
 
 Stages, each batched over the images: ``RPNHead`` predicts per anchor;
 ``RegionProposalNetwork.propose`` keeps the best anchors per level, decodes and filters
-them and runs one NMS for the whole batch; in training ``losses`` labels and samples
+them and runs NMS for the whole batch in few calls; in training ``losses`` labels and samples
 anchors and returns the two RPN losses.
 """
 
@@ -129,11 +129,11 @@ class RegionProposalNetwork(nn.Module):
         top_indices = torch.cat(top_indices, dim=1)  # [B, K]
         levels = torch.cat(levels).expand(num_images, -1)
 
-        scores = logits.gather(1, top_indices).sigmoid()
+        scores = logits.gather(1, top_indices).sigmoid().flatten()  # [B*K]
         chosen_deltas = deltas.gather(1, top_indices[..., None].expand(-1, -1, 4))
         boxes = self.box_coder.decode(chosen_deltas, anchors[top_indices]).squeeze(-2)
         boxes = clip_boxes(boxes, image_sizes).flatten(0, 1)  # [B*K, 4]
-        candidate = (nonempty_boxes(boxes, self.min_size) & (scores.flatten() >= self.score_thresh))
+        candidate = nonempty_boxes(boxes, self.min_size) & (scores >= self.score_thresh)
         # No compaction of the candidates (it would wait for the device): the others score -inf,
         # so they suppress nothing, and are dropped when the kept boxes are packed. Each
         # image's levels are consecutive runs of known length: no read of group sizes either.
@@ -141,7 +141,7 @@ class RegionProposalNetwork(nn.Module):
         per_image = min(self.post_nms_top_n[mode], top_indices.shape[1])
         kept, valid = batched_nms_per_image(
             boxes,
-            scores.flatten().masked_fill(~candidate, float("-inf")),
+            scores.masked_fill(~candidate, float("-inf")),
             levels.flatten(),
             image_index.flatten(),
             self.nms_thresh,
@@ -151,7 +151,7 @@ class RegionProposalNetwork(nn.Module):
             candidate=candidate,
             group_sizes=top_counts * num_images,
         )
-        return Proposals(boxes=pad_row(boxes)[kept], scores=pad_row(scores.flatten())[kept], valid=valid)
+        return Proposals(boxes=pad_row(boxes)[kept], scores=pad_row(scores)[kept], valid=valid)
 
     def losses(self, logits: Tensor, deltas: Tensor, anchors: Tensor, gt: GroundTruth) -> dict[str, Tensor]:
         """Objectness (binary cross-entropy) and box (smooth-L1, beta 1/9) losses, both

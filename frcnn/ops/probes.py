@@ -77,9 +77,15 @@ class HostSyncCounter:
     def record(self, kind: str) -> None:
         self.by_kind[kind] += 1
         if self.where:
-            frames = [f for f in traceback.extract_stack() if any(p in f.filename for p in self.packages)]
-            frames = [f for f in frames if not f.filename.endswith("probes.py")]
-            site = f"{frames[-1].filename.rsplit('/', 2)[-2]}/{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else "?"
+            frames = [
+                f
+                for f in traceback.extract_stack()
+                if any(p in f.filename for p in self.packages) and not f.filename.endswith("probes.py")
+            ]
+            site = "?"
+            if frames:
+                folder, name = frames[-1].filename.rsplit("/", 2)[-2:]
+                site = f"{folder}/{name}:{frames[-1].lineno}"
             self.by_site[f"{kind} {site}"] += 1
 
     def __enter__(self) -> HostSyncCounter:

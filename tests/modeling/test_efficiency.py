@@ -32,11 +32,8 @@ def test_no_float32_activation_between_backbone_and_heads_under_autocast(pair, b
 
         return hook
 
-    watched = [
-        (f"{prefix}.{name}".rstrip("."), module)
-        for prefix, root in (("backbone", ours.backbone), ("rpn.head", ours.rpn.head), ("roi_heads.box_head", ours.roi_heads.box_head))
-        for name, module in root.named_modules()
-    ]
+    roots = {"backbone": ours.backbone, "rpn.head": ours.rpn.head, "roi_heads.box_head": ours.roi_heads.box_head}
+    watched = [(f"{prefix}.{name}".rstrip("."), module) for prefix, root in roots.items() for name, module in root.named_modules()]
     handles = [module.register_forward_hook(record(name)) for name, module in watched]
     try:
         ours.train()
