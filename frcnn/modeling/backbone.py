@@ -4,7 +4,8 @@ Parameter names equal torchvision's ``resnet50`` (``conv1``, ``bn1``, ``layer1.0
 so that ImageNet weights saved by torchvision load as they are. Detection backbones keep
 batch-norm statistics frozen (``norm="frozen_bn"``): detection batches are too small
 to estimate them, and plain ``BatchNorm2d`` would keep updating running statistics even
-where its affine parameters are frozen.
+where its affine parameters are frozen. Frozen BNs run folded into their convolutions
+(``frcnn.modeling.norm``); the state dict keeps torchvision's keys.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
-from torchvision.ops import FrozenBatchNorm2d
+
+from frcnn.modeling.norm import ConvNorm, FrozenBatchNorm2d, conv_norm
 
 __all__ = ["ResNet50", "load_backbone_weights"]
 
@@ -42,16 +44,14 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample: nn.Module | None = None
         if stride != 1 or in_channels != out_channels:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), norm(out_channels)
-            )
+            shortcut = nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
+            self.downsample = ConvNorm(shortcut, norm(out_channels))
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        out = self.relu(conv_norm(self.conv1, self.bn1, x))
+        out = self.relu(conv_norm(self.conv2, self.bn2, out))
+        return self.relu(conv_norm(self.conv3, self.bn3, out) + identity)
 
 
 class ResNet50(nn.Module):
@@ -106,7 +106,7 @@ class ResNet50(nn.Module):
                 parameter.requires_grad_(False)
 
     def forward(self, images: Tensor) -> list[Tensor]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
+        x = self.maxpool(self.relu(conv_norm(self.conv1, self.bn1, images)))
         features = []
         for name in ("layer1", "layer2", "layer3", "layer4"):
             stage = getattr(self, name)

@@ -19,7 +19,7 @@ from frcnn.modeling.matcher import Matcher
 from frcnn.modeling.roi_heads import BoxPredictor, MultiScaleRoIAlign, RoIHeads, TwoMLPHead
 from frcnn.modeling.rpn import RegionProposalNetwork, RPNHead
 from frcnn.modeling.sampler import BalancedSampler
-from frcnn.modeling.transform import IMAGENET_MEAN, IMAGENET_STD, ImageTransform
+from frcnn.modeling.transform import IMAGENET_MEAN, IMAGENET_STD, ImageTransform, image_sizes
 from frcnn.ops import BoxCoder
 
 __all__ = ["Backbone", "FasterRCNN"]
@@ -152,10 +152,11 @@ class FasterRCNN(nn.Module):
         features = self.backbone(batch.tensor)
         proposals, _ = self.rpn(batch, features)
         detections, _ = self.roi_heads(features[:4], proposals, batch.image_sizes)
-        boxes = self.transform.map_back(detections.boxes, batch, self._original_sizes(images, batch))
+        boxes = self.transform.map_back(detections.boxes, batch, image_sizes(images))
+        counts = detections.valid.sum(dim=1).tolist()  # the one read of the batch: valid slots are a prefix
         return [
-            {"boxes": b[keep], "scores": s[keep], "labels": l[keep]}
-            for b, s, l, keep in zip(boxes, detections.scores, detections.labels, detections.valid)
+            {"boxes": b[:n], "scores": s[:n], "labels": l[:n]}
+            for b, s, l, n in zip(boxes, detections.scores, detections.labels, counts)
         ]
 
     @torch.no_grad()
@@ -164,12 +165,8 @@ class FasterRCNN(nn.Module):
         self._check_images(images)
         batch, _ = self.transform(images)
         proposals, _ = self.rpn(batch, self.backbone(batch.tensor))
-        boxes = self.transform.map_back(proposals.boxes, batch, self._original_sizes(images, batch))
-        return [b[keep] for b, keep in zip(boxes, proposals.valid)]
-
-    @staticmethod
-    def _original_sizes(images: Sequence[Tensor], batch) -> Tensor:
-        return torch.tensor([image.shape[-2:] for image in images], device=batch.tensor.device)
+        boxes = self.transform.map_back(proposals.boxes, batch, image_sizes(images))
+        return [b[:n] for b, n in zip(boxes, proposals.valid.sum(dim=1).tolist())]
 
     @staticmethod
     def _check_images(images: Sequence[Tensor]) -> None:

@@ -1,8 +1,8 @@
 """Feature Pyramid Network: C2–C5 → P2–P6 (Lin et al., 2017).
 
 P2–P5 come from a top-down pathway with lateral 1×1 convolutions and 3×3 output
-convolutions; P6 is a stride-2 subsampling (max-pool, kernel 1) of P5 and feeds only
-the RPN, as in torchvision's ``LastLevelMaxPool``.
+convolutions; P6 is a stride-2 subsampling of P5 (torchvision's ``LastLevelMaxPool``, a
+max-pool of kernel 1) and feeds only the RPN.
 """
 
 from __future__ import annotations
@@ -39,5 +39,7 @@ class FPN(nn.Module):
             lateral = self.lateral_convs[level](features[level])
             top_down = lateral + F.interpolate(top_down, size=lateral.shape[-2:], mode="nearest")
             outputs.insert(0, self.output_convs[level](top_down))
-        outputs.append(F.max_pool2d(outputs[-1], kernel_size=1, stride=2))
+        # torchvision's max-pool with kernel 1 and stride 2 is this strided view: the same values,
+        # without an extra tensor and the int64 indices that the pool saves for backward.
+        outputs.append(outputs[-1][..., ::2, ::2])
         return outputs

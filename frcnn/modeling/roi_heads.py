@@ -69,14 +69,22 @@ class MultiScaleRoIAlign(nn.Module):
     def forward(self, features: Sequence[Tensor], rois: Tensor) -> Tensor:
         """Pool ``rois [K, 5]`` (image index, x1, y1, x2, y2) → ``[K, channels, out, out]``."""
         levels = self.level_of(rois[:, 1:])
+        order = torch.sort(levels).indices
+        counts = torch.zeros(len(features), dtype=torch.int64, device=levels.device)
+        counts = counts.scatter_add_(0, levels, torch.ones_like(levels)).tolist()  # the one read from the device
         num_channels = features[0].shape[1]
-        pooled = features[0].new_zeros((rois.shape[0], num_channels, self.output_size, self.output_size))
-        for level, (feature, stride) in enumerate(zip(features, self.strides)):
-            index = torch.nonzero(levels == level).squeeze(1)
+        pooled = features[0].new_empty((rois.shape[0], num_channels, self.output_size, self.output_size))
+        start = 0
+        for feature, stride, count in zip(features, self.strides, counts):
+            index = order[start : start + count]
+            start += count
+            if count == 0:
+                continue
             pooled_level = roi_align(
                 feature, rois[index], self.output_size, 1.0 / stride, self.sampling_ratio, aligned=False
             )
-            pooled.index_copy_(0, index, pooled_level.to(pooled.dtype))
+            # index_put_ saves only ``index`` for backward (index_copy_ would save ``pooled_level`` too).
+            pooled[index] = pooled_level.to(pooled.dtype)
         return pooled
 
 
@@ -154,6 +162,10 @@ class RoIHeads(nn.Module):
         """
         if gt is not None:
             return None, self.losses(features, proposals, gt)
+        # Proposals are padded to a fixed count per image, valid ones first; on small images
+        # most slots are empty. One read of the fullest image's count spares the head that work.
+        num_kept = int(proposals.valid.sum(dim=1).max())
+        proposals = Proposals(*(values[:, :num_kept] for values in proposals))
         class_logits, box_deltas = self.predict(features, proposals.boxes)
         return self.postprocess(class_logits, box_deltas, proposals, image_sizes), {}
 
@@ -187,8 +199,11 @@ class RoIHeads(nn.Module):
 
         class_logits, box_deltas = self.predict(features, rois)
         classification = F.cross_entropy(class_logits.flatten(0, 1), labels.flatten(), reduction="none")
-        pred_deltas = box_deltas.unflatten(-1, (-1, 4)).gather(2, labels[..., None, None].expand(-1, -1, 1, 4))
-        box_loss = F.smooth_l1_loss(pred_deltas.squeeze(2), gt_deltas, beta=1 / 9, reduction="none")
+        # Indexing, not gather: gather would save all of ``box_deltas`` for backward.
+        rows = torch.arange(labels.shape[0], device=labels.device)[:, None]
+        columns = torch.arange(labels.shape[1], device=labels.device)
+        pred_deltas = box_deltas.unflatten(-1, (-1, 4))[rows, columns, labels]  # [B, S, 4]
+        box_loss = F.smooth_l1_loss(pred_deltas, gt_deltas, beta=1 / 9, reduction="none")
         return {
             "roi_cls": torch.where(valid.flatten(), classification, 0.0).sum() / num_sampled,
             "roi_box": torch.where(positive, box_loss.sum(-1), 0.0).sum() / num_sampled,
@@ -203,15 +218,16 @@ class RoIHeads(nn.Module):
         Args:
             class_logits ``[B, P, C]``, box_deltas ``[B, P, C*4]``, image_sizes ``[B, 2]``.
         """
-        num_images, _, num_classes = class_logits.shape
+        num_images, num_proposals, num_classes = class_logits.shape
         scores = F.softmax(class_logits, dim=-1)[..., 1:]  # background column dropped
         boxes = self.box_coder.decode(box_deltas, proposals.boxes)[..., 1:, :]
         boxes = clip_boxes(boxes, image_sizes)  # [B, P, C-1, 4]
-        labels = torch.arange(1, num_classes, device=scores.device).expand_as(scores)
-        image_index = torch.arange(num_images, device=scores.device)[:, None, None].expand_as(scores)
         candidate = (scores > self.score_thresh) & proposals.valid[..., None] & nonempty_boxes(boxes, self.min_size)
 
-        boxes, scores, labels, image_index = boxes[candidate], scores[candidate], labels[candidate], image_index[candidate]
+        index = torch.nonzero(candidate.flatten()).squeeze(1)  # one read from the device: how many
+        boxes, scores = boxes.flatten(0, 2)[index], scores.flatten()[index]
+        labels = index % (num_classes - 1) + 1
+        image_index = index // (num_proposals * (num_classes - 1))
         kept, valid = batched_nms_per_image(
             boxes, scores, labels, image_index, self.nms_thresh, num_images, num_classes, self.detections_per_img
         )

@@ -2,7 +2,7 @@
 
 Stages, each batched over the images: ``RPNHead`` predicts per anchor;
 ``RegionProposalNetwork.propose`` keeps the best anchors per level, decodes and filters
-them and runs one NMS for the whole batch; in training ``losses`` labels and samples
+them and runs NMS for the whole batch in few calls; in training ``losses`` labels and samples
 anchors and returns the two RPN losses.
 """
 
@@ -118,27 +118,38 @@ class RegionProposalNetwork(nn.Module):
         """
         mode = "train" if self.training else "test"
         num_images = logits.shape[0]
-        top_indices, levels = [], []
+        top_indices, levels, top_counts = [], [], []
         offset = 0
         for level, count in enumerate(anchors_per_level):
             k = min(self.pre_nms_top_n[mode], count)
             top_indices.append(logits[:, offset : offset + count].topk(k, dim=1).indices + offset)
             levels.append(torch.full((k,), level, dtype=torch.int64, device=logits.device))
+            top_counts.append(k)
             offset += count
         top_indices = torch.cat(top_indices, dim=1)  # [B, K]
         levels = torch.cat(levels).expand(num_images, -1)
 
-        scores = logits.gather(1, top_indices).sigmoid()
+        scores = logits.gather(1, top_indices).sigmoid().flatten()  # [B*K]
         chosen_deltas = deltas.gather(1, top_indices[..., None].expand(-1, -1, 4))
         boxes = self.box_coder.decode(chosen_deltas, anchors[top_indices]).squeeze(-2)
-        boxes = clip_boxes(boxes, image_sizes)
+        boxes = clip_boxes(boxes, image_sizes).flatten(0, 1)  # [B*K, 4]
         candidate = nonempty_boxes(boxes, self.min_size) & (scores >= self.score_thresh)
-
+        # No compaction of the candidates (it would wait for the device): the others score -inf,
+        # so they suppress nothing, and are dropped when the kept boxes are packed. Each
+        # image's levels are consecutive runs of known length: no read of group sizes either.
         image_index = torch.arange(num_images, device=logits.device)[:, None].expand_as(levels)
-        boxes, scores, levels, image_index = boxes[candidate], scores[candidate], levels[candidate], image_index[candidate]
         per_image = min(self.post_nms_top_n[mode], top_indices.shape[1])
         kept, valid = batched_nms_per_image(
-            boxes, scores, levels, image_index, self.nms_thresh, num_images, len(anchors_per_level), per_image
+            boxes,
+            scores.masked_fill(~candidate, float("-inf")),
+            levels.flatten(),
+            image_index.flatten(),
+            self.nms_thresh,
+            num_images,
+            len(anchors_per_level),
+            per_image,
+            candidate=candidate,
+            group_sizes=top_counts * num_images,
         )
         return Proposals(boxes=pad_row(boxes)[kept], scores=pad_row(scores)[kept], valid=valid)
 
@@ -160,10 +171,10 @@ class RegionProposalNetwork(nn.Module):
                 matched_boxes.gather(1, sampled[..., None].expand(-1, -1, 4)), sampled_anchors
             )
             gt_deltas = torch.where(positive[..., None], gt_deltas, 0.0)  # background rows hold log(0)
-        objectness = F.binary_cross_entropy_with_logits(
-            logits.gather(1, sampled), is_object.to(logits.dtype), reduction="none"
-        )
-        pred_deltas = deltas.gather(1, sampled[..., None].expand(-1, -1, 4))
+        # Indexing, not gather: gather would save all of ``logits`` and ``deltas`` for backward.
+        rows = torch.arange(logits.shape[0], device=logits.device)[:, None]
+        objectness = F.binary_cross_entropy_with_logits(logits[rows, sampled], is_object.to(logits.dtype), reduction="none")
+        pred_deltas = deltas[rows, sampled]
         box_loss = F.smooth_l1_loss(pred_deltas, gt_deltas, beta=1 / 9, reduction="none")
         return {
             "rpn_cls": torch.where(valid, objectness, 0.0).sum() / num_sampled,

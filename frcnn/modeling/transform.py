@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from frcnn.modeling.structures import GroundTruth, ImageBatch
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImageTransform"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImageTransform", "image_sizes"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -55,19 +55,17 @@ class ImageTransform(nn.Module):
     ) -> tuple[ImageBatch, GroundTruth | None]:
         """Batch ``images`` (each ``[3, Hi, Wi]``, uint8 0–255 or float 0–1) and their targets."""
         prepared = [self._prepare(image) for image in images]
-        device = prepared[0].device
-        sizes = torch.tensor([image.shape[-2:] for image in prepared], dtype=torch.int64, device=device)
+        sizes = image_sizes(prepared)
         batch = ImageBatch(self._pad(prepared), sizes)
         if targets is None:
             return batch, None
-        original_sizes = torch.tensor([image.shape[-2:] for image in images], dtype=torch.int64, device=device)
-        scale = sizes.float() / original_sizes.float()  # [B, 2] (height, width) ratios
+        scale = sizes.float() / image_sizes(images).float()  # [B, 2] (height, width) ratios
         return batch, self._ground_truth(targets, scale)
 
     def map_back(self, boxes: Tensor, batch: ImageBatch, original_sizes: Tensor) -> Tensor:
         """Boxes ``[B, D, 4]`` in the batch frame → the input images' pixels (``original_sizes [B, 2]``)."""
         ratio = original_sizes.float() / batch.image_sizes.float()
-        return boxes * ratio[:, None, [1, 0, 1, 0]]
+        return boxes * ratio.flip(-1).repeat(1, 2)[:, None]  # (w, h, w, h) ratios
 
     def _prepare(self, image: Tensor) -> Tensor:
         image = image.float() / 255 if image.dtype == torch.uint8 else image.float()
@@ -96,9 +94,22 @@ class ImageTransform(nn.Module):
         boxes = scale.new_zeros((len(targets), num_gt, 4))
         labels = torch.zeros((len(targets), num_gt), dtype=torch.int64, device=scale.device)
         valid = torch.zeros((len(targets), num_gt), dtype=torch.bool, device=scale.device)
+        xyxy_scale = scale.flip(-1).repeat(1, 2)  # [B, 4] (w, h, w, h) ratios
         for index, target in enumerate(targets):
             count = len(target["boxes"])
-            boxes[index, :count] = target["boxes"].to(boxes) * scale[index, [1, 0, 1, 0]]
+            boxes[index, :count] = target["boxes"].to(boxes) * xyxy_scale[index]
             labels[index, :count] = target["labels"]
             valid[index, :count] = True
         return GroundTruth(boxes, labels, valid)
+
+
+def image_sizes(images: Sequence[Tensor]) -> Tensor:
+    """``[B, 2]`` int64 (height, width) of ``images`` on their device.
+
+    Written by fill kernels from Python ints, not copied from host memory as
+    ``torch.tensor(sizes, device=...)`` would, which makes the host wait on a GPU.
+    """
+    sizes = torch.empty((len(images), 2), dtype=torch.int64, device=images[0].device)
+    for row, image in zip(sizes, images):
+        row[0], row[1] = image.shape[-2:]
+    return sizes
