@@ -1,8 +1,9 @@
 """Box head: RoIAlign on the pyramid → two FC layers → class scores and per-class deltas.
 
-In training ``RoIHeads`` labels the proposals (plus the ground-truth boxes themselves),
-samples a fixed number per image and returns the classification and box losses; in
-evaluation it turns the predictions into at most ``detections_per_img`` boxes per image.
+``RoIHeads`` runs in steps: ``label_and_sample_proposals`` (training) matches the proposals,
+plus the ground-truth boxes themselves, and samples a fixed number per image; ``predict``
+runs the head network on boxes; ``losses`` (training) scores its outputs against the samples;
+``postprocess`` (evaluation) turns them into at most ``detections_per_img`` boxes per image.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torchvision.ops import roi_align
 
 from frcnn.modeling.matcher import Matcher, label_by_matching
 from frcnn.modeling.sampler import BalancedSampler
-from frcnn.modeling.structures import GroundTruth, Proposals
+from frcnn.modeling.structures import GroundTruth, Proposals, Samples
 from frcnn.ops import BoxCoder, batched_nms_per_image, box_area, clip_boxes, nonempty_boxes, pad_row
 
 __all__ = ["BoxPredictor", "Detections", "MultiScaleRoIAlign", "RoIHeads", "TwoMLPHead"]
@@ -161,7 +162,9 @@ class RoIHeads(nn.Module):
             features: P2–P5; proposals: ``[B, P, 4]``; image_sizes: ``[B, 2]`` (height, width).
         """
         if gt is not None:
-            return None, self.losses(features, proposals, gt)
+            samples = self.label_and_sample_proposals(proposals, gt)
+            class_logits, box_deltas = self.predict(features, samples.boxes)
+            return None, self.losses(class_logits, box_deltas, samples)
         # Proposals are padded to a fixed count per image, valid ones first; on small images
         # most slots are empty. One read of the fullest image's count spares the head that work.
         num_kept = int(proposals.valid.sum(dim=1).max())
@@ -181,29 +184,38 @@ class RoIHeads(nn.Module):
             box_deltas.float().unflatten(0, (num_images, num_boxes)),
         )
 
-    def losses(self, features: Sequence[Tensor], proposals: Proposals, gt: GroundTruth) -> dict[str, Tensor]:
-        """Cross-entropy over sampled boxes and smooth-L1 (beta 1/9) on the positive ones,
-        both summed over the batch's samples and divided by their number."""
-        with torch.no_grad():
-            # The ground-truth boxes join the proposals, so every object has a perfect positive.
-            candidates = torch.cat([proposals.boxes, gt.boxes], dim=1)
-            labels, matched_boxes = label_by_matching(self.matcher, gt, candidates)
-            labels = labels.masked_fill(~torch.cat([proposals.valid, gt.valid], dim=1), -1)
-            sampled, valid = self.sampler(labels)  # [B, S]
-            rois = candidates.gather(1, sampled[..., None].expand(-1, -1, 4))
-            labels = labels.gather(1, sampled).clamp(min=0)
-            positive = valid & (labels > 0)
-            gt_deltas = self.box_coder.encode(matched_boxes.gather(1, sampled[..., None].expand(-1, -1, 4)), rois)
-            gt_deltas = torch.where(positive[..., None], gt_deltas, 0.0)  # background rows hold log(0)
-            num_sampled = valid.sum().clamp(min=1)
+    @torch.no_grad()
+    def label_and_sample_proposals(self, proposals: Proposals, gt: GroundTruth) -> Samples:
+        """Match ``proposals [B, P, 4]`` plus the ground-truth boxes ``[B, G, 4]`` to the
+        ground truth and sample S per image (``index`` into the P + G candidates)."""
+        # The ground-truth boxes join the proposals, so every object has a perfect positive.
+        candidates = torch.cat([proposals.boxes, gt.boxes], dim=1)
+        labels, matched_boxes = label_by_matching(self.matcher, gt, candidates)
+        labels = labels.masked_fill(~torch.cat([proposals.valid, gt.valid], dim=1), -1)
+        sampled, valid = self.sampler(labels)  # [B, S]
+        rois = candidates.gather(1, sampled[..., None].expand(-1, -1, 4))
+        labels = labels.gather(1, sampled).clamp(min=0)
+        positive = valid & (labels > 0)
+        target_deltas = self.box_coder.encode(matched_boxes.gather(1, sampled[..., None].expand(-1, -1, 4)), rois)
+        target_deltas = torch.where(positive[..., None], target_deltas, 0.0)  # background rows hold log(0)
+        return Samples(sampled, valid, labels, rois, target_deltas)
 
-        class_logits, box_deltas = self.predict(features, rois)
+    def losses(self, class_logits: Tensor, box_deltas: Tensor, samples: Samples) -> dict[str, Tensor]:
+        """Cross-entropy over sampled boxes and smooth-L1 (beta 1/9) on the positive ones,
+        both summed over the batch's samples and divided by their number.
+
+        Args:
+            class_logits ``[B, S, C]``, box_deltas ``[B, S, C*4]``: ``predict`` on ``samples.boxes``.
+        """
+        labels, valid = samples.labels, samples.valid
+        positive = valid & (labels > 0)
+        num_sampled = valid.sum().clamp(min=1)
         classification = F.cross_entropy(class_logits.flatten(0, 1), labels.flatten(), reduction="none")
         # Indexing, not gather: gather would save all of ``box_deltas`` for backward.
         rows = torch.arange(labels.shape[0], device=labels.device)[:, None]
         columns = torch.arange(labels.shape[1], device=labels.device)
         pred_deltas = box_deltas.unflatten(-1, (-1, 4))[rows, columns, labels]  # [B, S, 4]
-        box_loss = F.smooth_l1_loss(pred_deltas, gt_deltas, beta=1 / 9, reduction="none")
+        box_loss = F.smooth_l1_loss(pred_deltas, samples.target_deltas, beta=1 / 9, reduction="none")
         return {
             "roi_cls": torch.where(valid.flatten(), classification, 0.0).sum() / num_sampled,
             "roi_box": torch.where(positive, box_loss.sum(-1), 0.0).sum() / num_sampled,

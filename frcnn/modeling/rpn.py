@@ -2,8 +2,8 @@
 
 Stages, each batched over the images: ``RPNHead`` predicts per anchor;
 ``RegionProposalNetwork.propose`` keeps the best anchors per level, decodes and filters
-them and runs NMS for the whole batch in few calls; in training ``losses`` labels and samples
-anchors and returns the two RPN losses.
+them and runs NMS for the whole batch in few calls; in training ``label_and_sample_anchors``
+picks the anchors to learn from and ``losses`` returns the two RPN losses on them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from frcnn.modeling.anchors import AnchorGenerator
 from frcnn.modeling.matcher import Matcher, label_by_matching
 from frcnn.modeling.sampler import BalancedSampler
-from frcnn.modeling.structures import GroundTruth, ImageBatch, Proposals
+from frcnn.modeling.structures import GroundTruth, ImageBatch, Proposals, Samples
 from frcnn.ops import BoxCoder, batched_nms_per_image, clip_boxes, nonempty_boxes, pad_row
 
 __all__ = ["RPNHead", "RegionProposalNetwork"]
@@ -99,7 +99,7 @@ class RegionProposalNetwork(nn.Module):
         logits, deltas = (output.float() for output in self.head(features))
         anchors, anchors_per_level = self.anchor_generator(images.tensor.shape[-2:], features)
         proposals = self.propose(logits.detach(), deltas.detach(), anchors, anchors_per_level, images.image_sizes)
-        losses = {} if gt is None else self.losses(logits, deltas, anchors, gt)
+        losses = {} if gt is None else self.losses(logits, deltas, self.label_and_sample_anchors(anchors, gt))
         return proposals, losses
 
     @torch.no_grad()
@@ -153,30 +153,40 @@ class RegionProposalNetwork(nn.Module):
         )
         return Proposals(boxes=pad_row(boxes)[kept], scores=pad_row(scores)[kept], valid=valid)
 
-    def losses(self, logits: Tensor, deltas: Tensor, anchors: Tensor, gt: GroundTruth) -> dict[str, Tensor]:
+    @torch.no_grad()
+    def label_and_sample_anchors(self, anchors: Tensor, gt: GroundTruth) -> Samples:
+        """Match ``anchors [A, 4]`` to the ground truth and sample S per image.
+
+        Returns ``Samples`` with ``index`` into A and ``labels`` the matched class
+        (``> 0``: object); deltas encode the matched box against the anchor.
+        """
+        labels, matched_boxes = label_by_matching(self.matcher, gt, anchors)
+        sampled, valid = self.sampler(labels)  # [B, S]
+        sampled_labels = labels.gather(1, sampled).clamp(min=0)
+        positive = valid & (sampled_labels > 0)
+        sampled_anchors = anchors[sampled]
+        target_deltas = self.box_coder.encode(matched_boxes.gather(1, sampled[..., None].expand(-1, -1, 4)), sampled_anchors)
+        target_deltas = torch.where(positive[..., None], target_deltas, 0.0)  # background rows hold log(0)
+        return Samples(sampled, valid, sampled_labels, sampled_anchors, target_deltas)
+
+    def losses(self, logits: Tensor, deltas: Tensor, samples: Samples) -> dict[str, Tensor]:
         """Objectness (binary cross-entropy) and box (smooth-L1, beta 1/9) losses, both
         summed over the sampled anchors of the batch and divided by their number.
 
         Args:
-            logits ``[B, A]``, deltas ``[B, A, 4]``, anchors ``[A, 4]``.
+            logits ``[B, A]``, deltas ``[B, A, 4]``: the head's outputs for every anchor;
+            samples: from ``label_and_sample_anchors`` (S per image).
         """
-        with torch.no_grad():
-            labels, matched_boxes = label_by_matching(self.matcher, gt, anchors)
-            sampled, valid = self.sampler(labels)  # [B, S]
-            is_object = labels.gather(1, sampled) > 0
-            positive = valid & is_object
-            num_sampled = valid.sum().clamp(min=1)
-            sampled_anchors = anchors[sampled]
-            gt_deltas = self.box_coder.encode(
-                matched_boxes.gather(1, sampled[..., None].expand(-1, -1, 4)), sampled_anchors
-            )
-            gt_deltas = torch.where(positive[..., None], gt_deltas, 0.0)  # background rows hold log(0)
+        is_object = samples.labels > 0
+        positive = samples.valid & is_object
+        num_sampled = samples.valid.sum().clamp(min=1)
         # Indexing, not gather: gather would save all of ``logits`` and ``deltas`` for backward.
         rows = torch.arange(logits.shape[0], device=logits.device)[:, None]
-        objectness = F.binary_cross_entropy_with_logits(logits[rows, sampled], is_object.to(logits.dtype), reduction="none")
-        pred_deltas = deltas[rows, sampled]
-        box_loss = F.smooth_l1_loss(pred_deltas, gt_deltas, beta=1 / 9, reduction="none")
+        objectness = F.binary_cross_entropy_with_logits(
+            logits[rows, samples.index], is_object.to(logits.dtype), reduction="none"
+        )
+        box_loss = F.smooth_l1_loss(deltas[rows, samples.index], samples.target_deltas, beta=1 / 9, reduction="none")
         return {
-            "rpn_cls": torch.where(valid, objectness, 0.0).sum() / num_sampled,
+            "rpn_cls": torch.where(samples.valid, objectness, 0.0).sum() / num_sampled,
             "rpn_box": torch.where(positive, box_loss.sum(-1), 0.0).sum() / num_sampled,
         }

@@ -2,7 +2,8 @@
 
 Shorthand used in shapes across ``frcnn.modeling``: B images per batch, G ground-truth
 boxes per image (padded to the batch maximum), A anchors, P proposals per image,
-C classes including background (label 0).
+C classes including background (label 0),
+S sampled anchors or proposals per image.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import NamedTuple
 
 from torch import Tensor
 
-__all__ = ["GroundTruth", "ImageBatch", "Proposals"]
+__all__ = ["GroundTruth", "ImageBatch", "Proposals", "Samples"]
 
 
 class ImageBatch(NamedTuple):
@@ -35,3 +36,13 @@ class Proposals(NamedTuple):
     boxes: Tensor  # [B, P, 4] xyxy
     scores: Tensor  # [B, P] objectness probability
     valid: Tensor  # [B, P] bool, False on padding
+
+
+class Samples(NamedTuple):
+    """Anchors or proposals sampled for the losses, with their targets, padded to S per image."""
+
+    index: Tensor  # [B, S] int64 into the candidates (anchors, or proposals + ground truth)
+    valid: Tensor  # [B, S] bool, False on unused slots
+    labels: Tensor  # [B, S] int64: matched class, 0 for background (and on unused slots)
+    boxes: Tensor  # [B, S, 4] xyxy of the sampled candidates
+    target_deltas: Tensor  # [B, S, 4] regression targets, 0 where not positive
