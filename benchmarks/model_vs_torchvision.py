@@ -39,7 +39,7 @@ COCO_LIKE_SHAPES = ((480, 640), (427, 640), (640, 480), (612, 612), (375, 500), 
 def make_models(size: int, device: torch.device) -> dict[str, torch.nn.Module]:
     backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=FrozenBatchNorm2d, trainable_layers=3)
     reference = TorchvisionFasterRCNN(backbone, num_classes=91, min_size=size, max_size=size * 5 // 3)
-    ours = FasterRCNN(num_classes=91, min_size=size, max_size=size * 5 // 3)
+    ours = FasterRCNN.r50_fpn(num_classes=91, min_size=size, max_size=size * 5 // 3)
     ours.load_state_dict(from_torchvision(reference.state_dict()), strict=True)
     return {"torchvision": reference.to(device), "frcnn": ours.to(device)}
 

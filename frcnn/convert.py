@@ -5,7 +5,7 @@ use torchvision's names already. Both directions are lossless.
 
 torchvision's COCO model has 91 outputs indexed by COCO category id (1–90, with gaps);
 ``coco_to_80=True`` keeps the 80 real categories in the Hub dataset's order, so the model
-predicts our labels 1–80 (``FasterRCNN(num_classes=81)``).
+predicts our labels 1–80 (``FasterRCNN.r50_fpn(num_classes=81)``).
 
 Command line::
 

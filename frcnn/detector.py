@@ -32,6 +32,7 @@ from frcnn.data.image_files import ImageInput, load_image
 from frcnn.data.transforms import build_resize
 from frcnn.evaluation.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint
 from frcnn.evaluation.visualize import draw_detections, draw_proposals
+from frcnn.modeling.config import checkpoint_model_config, r50_fpn_config
 from frcnn.ops.rescale import to_original_pixels
 
 __all__ = ["Detections", "Detector", "build_model"]
@@ -78,13 +79,17 @@ def build_model(checkpoint: LoadedCheckpoint, model_cfg: Mapping[str, Any] | Non
     Args:
         model_cfg: the model's Hydra config (``_target_`` and options); None: the checkpoint's
             own, or for a bare state dict the default model with as many classes as its box
-            predictor. ``backbone_weights`` is dropped: the checkpoint's weights replace them.
+            predictor. The backbone's ImageNet weights are dropped: the checkpoint's replace them.
     """
     if model_cfg is None and checkpoint.is_bare:
-        model_cfg = {"_target_": "frcnn.modeling.FasterRCNN", "num_classes": _num_classes(checkpoint), "resize": False}
+        model_cfg = r50_fpn_config(_num_classes(checkpoint), resize=False)
     elif model_cfg is None:
         model_cfg = checkpoint.cfg["model"]
-    model = hydra.utils.instantiate(dict(model_cfg, backbone_weights=None), _convert_="all")
+    try:
+        model_cfg = checkpoint_model_config(model_cfg)
+    except ValueError as error:
+        raise CheckpointError(str(error)) from None
+    model = hydra.utils.instantiate(model_cfg, _convert_="all")
     missing, unexpected = model.load_state_dict(checkpoint.model_state_dict, strict=False)
     if missing or unexpected:
         example = (missing or unexpected)[0]

@@ -37,11 +37,11 @@ def tiny_overrides(shapes_dir: Path) -> list[str]:
         "cpu_threads=1",
         "trainer.max_steps=2",
         "trainer.log_every_n_steps=1",
-        "model.rpn_pre_nms_top_n_train=300",
-        "model.rpn_post_nms_top_n_train=150",
-        "model.rpn_pre_nms_top_n_test=150",
-        "model.rpn_post_nms_top_n_test=50",
-        "model.box_batch_size_per_image=64",
+        "model.rpn.pre_nms_top_n_train=300",
+        "model.rpn.post_nms_top_n_train=150",
+        "model.rpn.pre_nms_top_n_test=150",
+        "model.rpn.post_nms_top_n_test=50",
+        "model.roi_heads.batch_size_per_image=64",
     ]
 
 
@@ -80,10 +80,10 @@ def _restore_torch_threads():
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tiny_overrides: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``last.ckpt`` of a one-step ``tiny_overrides`` run whose model keeps every box
-    (``box_score_thresh=0``, 10 per image), so that an untrained model still detects."""
+    (``roi_heads.score_thresh=0``, 10 per image), so that an untrained model still detects."""
     from train import train
 
     out = tmp_path_factory.mktemp("tiny_run")
-    overrides = [*tiny_overrides, "trainer.max_steps=1", "model.box_score_thresh=0.0", "model.box_detections_per_img=10"]
+    overrides = [*tiny_overrides, "trainer.max_steps=1", "model.roi_heads.score_thresh=0.0", "model.roi_heads.detections_per_img=10"]
     train(compose_config(overrides, out))
     return out / "checkpoints" / "last.ckpt"

@@ -36,6 +36,7 @@ from torch import Tensor
 
 from frcnn.evaluation import COCOEvaluator
 from frcnn.evaluation.inference import in_original_pixels
+from frcnn.modeling.config import checkpoint_model_config
 from frcnn.modeling.detector import LOSS_NAMES
 
 Batch = tuple[list[Tensor], list[dict[str, Tensor]]]
@@ -87,7 +88,7 @@ class DetectionModule(pl.LightningModule):
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
         hparams = dict(checkpoint["hyper_parameters"])
         cfg = dict(hparams.pop("cfg"))
-        cfg["model"] = dict(cfg["model"], backbone_weights=None)
+        cfg["model"] = checkpoint_model_config(cfg["model"])  # translates a flat pre-stage-node config
         module = cls(cfg, **hparams)
         module.load_state_dict(checkpoint["state_dict"])
         return module

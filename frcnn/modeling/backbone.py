@@ -1,6 +1,7 @@
-"""ResNet-50 body: stem + four bottleneck stages, returning C2–C5.
+"""ResNet-50/101 + FPN backbones: a body (stem + four bottleneck stages → C2–C5) and a pyramid.
 
-Parameter names equal torchvision's ``resnet50`` (``conv1``, ``bn1``, ``layer1.0.conv1`` …)
+``resnet_fpn`` is what ``conf/model/backbone/*.yaml`` builds. Parameter names equal
+torchvision's ``resnet50`` / ``resnet101`` (``conv1``, ``bn1``, ``layer1.0.conv1`` …)
 so that ImageNet weights saved by torchvision load as they are. Detection backbones keep
 batch-norm statistics frozen (``norm="frozen_bn"``): detection batches are too small
 to estimate them, and plain ``BatchNorm2d`` would keep updating running statistics even
@@ -17,14 +18,16 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from frcnn.modeling.fpn import FPN
 from frcnn.modeling.norm import ConvNorm, FrozenBatchNorm2d, conv_norm
 
-__all__ = ["ResNet50", "load_backbone_weights"]
+__all__ = ["BackboneWithFPN", "ResNet", "load_backbone_weights", "resnet_fpn"]
 
 # torchvision's stage names, from the output end backwards: ``trainable_layers = k``
 # leaves the last k of them trainable.
 _STAGES_FROM_TOP = ("layer4", "layer3", "layer2", "layer1", "conv1")
 NORM_LAYERS: dict[str, Callable[[int], nn.Module]] = {"frozen_bn": FrozenBatchNorm2d, "bn": nn.BatchNorm2d}
+BLOCKS_PER_STAGE = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
 
 class Bottleneck(nn.Module):
@@ -54,10 +57,11 @@ class Bottleneck(nn.Module):
         return self.relu(conv_norm(self.conv3, self.bn3, out) + identity)
 
 
-class ResNet50(nn.Module):
-    """ResNet-50 without its classifier; ``forward`` returns the outputs of ``layer1``–``layer4``.
+class ResNet(nn.Module):
+    """ResNet-50 or -101 without its classifier; ``forward`` returns the outputs of ``layer1``–``layer4``.
 
     Args:
+        depth: 50 or 101.
         norm: ``"frozen_bn"`` (statistics and affine fixed) or ``"bn"`` (trainable BatchNorm2d).
         trainable_layers: how many stages, counted from ``layer4`` back to the stem, are
             trained (0–5, torchvision's convention; 3 trains layer2–layer4).
@@ -70,20 +74,25 @@ class ResNet50(nn.Module):
 
     out_channels = (256, 512, 1024, 2048)
 
-    def __init__(self, norm: str = "frozen_bn", trainable_layers: int = 3, grad_checkpointing: bool = False) -> None:
+    def __init__(
+        self, depth: int = 50, norm: str = "frozen_bn", trainable_layers: int = 3, grad_checkpointing: bool = False
+    ) -> None:
         super().__init__()
+        if depth not in BLOCKS_PER_STAGE:
+            raise ValueError(f"depth={depth} is not supported: use one of {sorted(BLOCKS_PER_STAGE)}")
         if norm not in NORM_LAYERS:
             raise ValueError(f"norm={norm!r} is not supported: use one of {sorted(NORM_LAYERS)}")
         if not 0 <= trainable_layers <= 5:
             raise ValueError(f"trainable_layers={trainable_layers} must be between 0 and 5")
         norm_layer = NORM_LAYERS[norm]
+        self.depth = depth
         self.grad_checkpointing = grad_checkpointing
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = norm_layer(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         in_channels = 64
-        for index, (width, blocks, stride) in enumerate(((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)), 1):
+        for index, (width, blocks, stride) in enumerate(zip((64, 128, 256, 512), BLOCKS_PER_STAGE[depth], (1, 2, 2, 2)), 1):
             layers = []
             for block in range(blocks):
                 layers.append(Bottleneck(in_channels, width, stride if block == 0 else 1, norm_layer))
@@ -118,16 +127,48 @@ class ResNet50(nn.Module):
         return features
 
 
-def load_backbone_weights(body: ResNet50, weights: str) -> None:
-    """Load ImageNet weights into ``body`` from a torchvision ``resnet50`` state-dict file.
+class BackboneWithFPN(nn.Module):
+    """A body returning C2–C5 + FPN: images ``[B, 3, H, W]`` → P2–P6, ``out_channels`` each."""
 
-    ``weights`` is a file path, or the name of torchvision's ``ResNet50_Weights`` entry
+    def __init__(self, body: nn.Module, fpn: FPN, out_channels: int) -> None:
+        super().__init__()
+        self.body = body
+        self.fpn = fpn
+        self.out_channels = out_channels
+
+    def forward(self, images: Tensor) -> list[Tensor]:
+        return self.fpn(self.body(images))
+
+
+def resnet_fpn(
+    depth: int = 50,
+    *,
+    weights: str | None = None,
+    norm: str = "frozen_bn",
+    trainable_layers: int = 3,
+    grad_checkpointing: bool = False,
+    out_channels: int = 256,
+) -> BackboneWithFPN:
+    """ResNet-``depth`` + FPN with ``out_channels`` per level (torchvision's ``resnet_fpn_backbone``).
+
+    ``weights``: ImageNet weights for the body, see ``load_backbone_weights``; None: random init.
+    """
+    body = ResNet(depth, norm, trainable_layers, grad_checkpointing)
+    if weights:
+        load_backbone_weights(body, weights)
+    return BackboneWithFPN(body, FPN(ResNet.out_channels, out_channels), out_channels)
+
+
+def load_backbone_weights(body: ResNet, weights: str) -> None:
+    """Load ImageNet weights into ``body`` from a torchvision ``resnet50``/``resnet101`` state-dict file.
+
+    ``weights`` is a file path, or the name of torchvision's ``ResNet50_Weights`` (``ResNet101_Weights``) entry
     (``"IMAGENET1K_V1"``, ``"IMAGENET1K_V2"``, ``"DEFAULT"``), which needs a download.
     """
     if os.path.isfile(os.path.expanduser(weights)):
         state = torch.load(os.path.expanduser(weights), map_location="cpu", weights_only=True)
     else:
-        state = _download_named_weights(weights)
+        state = _download_named_weights(weights, body.depth)
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     if isinstance(body.bn1, FrozenBatchNorm2d):
         state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
@@ -136,24 +177,23 @@ def load_backbone_weights(body: ResNet50, weights: str) -> None:
     missing, unexpected = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
     if missing or unexpected or mismatched:
         raise ValueError(
-            f"backbone_weights={weights} is not a torchvision resnet50 state dict (missing {len(missing)} keys, "
+            f"backbone weights={weights} is not a torchvision resnet{body.depth} state dict (missing {len(missing)} keys, "
             f"unexpected {len(unexpected)}, wrong shape {len(mismatched)}, e.g. {(missing + unexpected + mismatched)[:2]})"
         )
     body.load_state_dict(state)
 
 
-def _download_named_weights(name: str) -> dict[str, Tensor]:
-    from torchvision.models import ResNet50_Weights
+def _download_named_weights(name: str, depth: int) -> dict[str, Tensor]:
+    import torchvision.models
 
-    if name not in ResNet50_Weights.__members__:
-        raise ValueError(
-            f"backbone_weights={name!r} is neither a file nor one of {sorted(ResNet50_Weights.__members__)}"
-        )
-    url = ResNet50_Weights[name].url
+    members = getattr(torchvision.models, f"ResNet{depth}_Weights")
+    if name not in members.__members__:
+        raise ValueError(f"backbone weights {name!r} are neither a file nor one of {sorted(members.__members__)}")
+    url = members[name].url
     try:
         return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False, weights_only=True)
     except OSError as error:  # URLError, socket and DNS failures are all OSErrors
         raise RuntimeError(
-            f"could not download backbone_weights={name} ({error.__class__.__name__}); fetch {url} on a "
-            "machine with internet and pass backbone_weights=/path/to/that/file.pth"
+            f"could not download backbone weights {name} ({error.__class__.__name__}); fetch {url} on a "
+            "machine with internet and pass model.backbone.weights=/path/to/that/file.pth"
         ) from None

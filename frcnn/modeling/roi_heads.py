@@ -90,11 +90,15 @@ class MultiScaleRoIAlign(nn.Module):
 
 
 class TwoMLPHead(nn.Module):
-    """Flatten pooled features and apply fc6 → ReLU → fc7 → ReLU: ``[K, C, h, w]`` → ``[K, dim]``."""
+    """Flatten pooled features and apply fc6 → ReLU → fc7 → ReLU: ``[K, C, r, r]`` → ``[K, dim]``.
 
-    def __init__(self, in_features: int, representation_size: int = 1024) -> None:
+    Args:
+        in_channels: C, the pyramid's channels; resolution: r, the pooler's output size.
+    """
+
+    def __init__(self, in_channels: int, resolution: int = 7, representation_size: int = 1024) -> None:
         super().__init__()
-        self.fc6 = nn.Linear(in_features, representation_size)
+        self.fc6 = nn.Linear(in_channels * resolution**2, representation_size)
         self.fc7 = nn.Linear(representation_size, representation_size)
 
     def forward(self, pooled: Tensor) -> Tensor:
@@ -106,6 +110,7 @@ class BoxPredictor(nn.Module):
 
     def __init__(self, representation_size: int, num_classes: int) -> None:
         super().__init__()
+        self.num_classes = num_classes
         self.cls_score = nn.Linear(representation_size, num_classes)
         self.bbox_pred = nn.Linear(representation_size, num_classes * 4)
 
@@ -114,24 +119,27 @@ class BoxPredictor(nn.Module):
 
 
 class RoIHeads(nn.Module):
-    """Args:
+    """Args (torchvision's names and defaults):
         pooler, box_head, box_predictor: the three layers of the head.
-        matcher: labels proposals (IoU 0.5 / 0.5, no low-quality matches).
-        sampler: proposals per image for the losses (512, a quarter positive).
-        box_coder: deltas ↔ boxes (weights 10, 10, 5, 5).
+        fg_iou_thresh, bg_iou_thresh: proposals with IoU >= fg take the object's class,
+            < bg are background (no low-quality matches).
+        batch_size_per_image, positive_fraction: proposals sampled per image for the losses.
+        bbox_reg_weights: deltas ↔ boxes weights (x, y, w, h).
         score_thresh, nms_thresh, detections_per_img: post-processing in evaluation.
         min_size: detections narrower or lower than this (pixels) are dropped.
     """
 
     def __init__(
         self,
-        pooler: MultiScaleRoIAlign,
-        box_head: TwoMLPHead,
-        box_predictor: BoxPredictor,
+        pooler: nn.Module,
+        box_head: nn.Module,
+        box_predictor: nn.Module,
         *,
-        matcher: Matcher,
-        sampler: BalancedSampler,
-        box_coder: BoxCoder,
+        fg_iou_thresh: float = 0.5,
+        bg_iou_thresh: float = 0.5,
+        batch_size_per_image: int = 512,
+        positive_fraction: float = 0.25,
+        bbox_reg_weights: Sequence[float] = (10.0, 10.0, 5.0, 5.0),
         score_thresh: float = 0.05,
         nms_thresh: float = 0.5,
         detections_per_img: int = 100,
@@ -141,9 +149,9 @@ class RoIHeads(nn.Module):
         self.pooler = pooler
         self.box_head = box_head
         self.box_predictor = box_predictor
-        self.matcher = matcher
-        self.sampler = sampler
-        self.box_coder = box_coder
+        self.matcher = Matcher(fg_iou_thresh, bg_iou_thresh)
+        self.sampler = BalancedSampler(batch_size_per_image, positive_fraction)
+        self.box_coder = BoxCoder(tuple(bbox_reg_weights))
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img

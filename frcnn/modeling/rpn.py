@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from frcnn.modeling.anchors import AnchorGenerator
 from frcnn.modeling.matcher import Matcher, label_by_matching
 from frcnn.modeling.sampler import BalancedSampler
 from frcnn.modeling.structures import GroundTruth, ImageBatch, Proposals, Samples
@@ -32,6 +31,7 @@ class RPNHead(nn.Module):
 
     def __init__(self, channels: int, num_anchors_per_location: int) -> None:
         super().__init__()
+        self.num_anchors_per_location = num_anchors_per_location
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
         self.objectness_logits = nn.Conv2d(channels, num_anchors_per_location, 1)
         self.anchor_deltas = nn.Conv2d(channels, num_anchors_per_location * 4, 1)
@@ -52,13 +52,13 @@ class RPNHead(nn.Module):
 
 
 class RegionProposalNetwork(nn.Module):
-    """Args:
-        anchor_generator, head: the anchors and the per-anchor predictor.
-        matcher: labels anchors (torchvision: IoU 0.7 / 0.3, low-quality matches allowed).
-        sampler: anchors per image for the losses (256, half positive).
-        box_coder: deltas ↔ boxes (weights 1, 1, 1, 1).
-        pre_nms_top_n, post_nms_top_n: ``{"train": n, "test": n}``; pre-NMS counts are per
-            level, post-NMS counts per image.
+    """Args (torchvision's names and defaults):
+        head: the per-anchor predictor, e.g. ``RPNHead``.
+        fg_iou_thresh, bg_iou_thresh: anchors with IoU >= fg are objects, < bg background
+            (low-quality matches allowed: every object's best anchors are positive).
+        batch_size_per_image, positive_fraction: anchors sampled per image for the losses.
+        pre_nms_top_n_train/_test: best anchors kept per level before NMS.
+        post_nms_top_n_train/_test: proposals kept per image after NMS.
         nms_thresh: IoU above which a lower-scoring proposal of the same level is dropped.
         score_thresh: minimum objectness probability.
         min_size: proposals narrower or lower than this (pixels) are dropped.
@@ -66,38 +66,46 @@ class RegionProposalNetwork(nn.Module):
 
     def __init__(
         self,
-        anchor_generator: AnchorGenerator,
-        head: RPNHead,
+        head: nn.Module,
         *,
-        matcher: Matcher,
-        sampler: BalancedSampler,
-        box_coder: BoxCoder,
-        pre_nms_top_n: dict[str, int],
-        post_nms_top_n: dict[str, int],
+        fg_iou_thresh: float = 0.7,
+        bg_iou_thresh: float = 0.3,
+        batch_size_per_image: int = 256,
+        positive_fraction: float = 0.5,
+        pre_nms_top_n_train: int = 2000,
+        pre_nms_top_n_test: int = 1000,
+        post_nms_top_n_train: int = 2000,
+        post_nms_top_n_test: int = 1000,
         nms_thresh: float = 0.7,
         score_thresh: float = 0.0,
         min_size: float = 1e-3,
     ) -> None:
         super().__init__()
-        self.anchor_generator = anchor_generator
         self.head = head
-        self.matcher = matcher
-        self.sampler = sampler
-        self.box_coder = box_coder
-        self.pre_nms_top_n = pre_nms_top_n
-        self.post_nms_top_n = post_nms_top_n
+        self.matcher = Matcher(fg_iou_thresh, bg_iou_thresh, allow_low_quality_matches=True)
+        self.sampler = BalancedSampler(batch_size_per_image, positive_fraction)
+        self.box_coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
+        self.pre_nms_top_n = {"train": pre_nms_top_n_train, "test": pre_nms_top_n_test}
+        self.post_nms_top_n = {"train": post_nms_top_n_train, "test": post_nms_top_n_test}
         self.nms_thresh = nms_thresh
         self.score_thresh = score_thresh
         self.min_size = min_size
 
     def forward(
-        self, images: ImageBatch, features: Sequence[Tensor], gt: GroundTruth | None = None
+        self,
+        images: ImageBatch,
+        features: Sequence[Tensor],
+        anchors: tuple[Tensor, list[int]],
+        gt: GroundTruth | None = None,
     ) -> tuple[Proposals, dict[str, Tensor]]:
-        """Proposals for ``images`` from pyramid ``features`` (P2–P6); losses when ``gt`` is given."""
+        """Proposals for ``images`` from pyramid ``features`` (P2–P6); losses when ``gt`` is given.
+
+        ``anchors``: what ``AnchorGenerator`` returns, ``[A, 4]`` and the count per level.
+        """
+        anchors, anchors_per_level = anchors
         # Box arithmetic and losses run in float32 also under autocast: half precision cannot
         # hold pixel coordinates (bfloat16 steps by 8 px at 1024).
         logits, deltas = (output.float() for output in self.head(features))
-        anchors, anchors_per_level = self.anchor_generator(images.tensor.shape[-2:], features)
         proposals = self.propose(logits.detach(), deltas.detach(), anchors, anchors_per_level, images.image_sizes)
         losses = {} if gt is None else self.losses(logits, deltas, self.label_and_sample_anchors(anchors, gt))
         return proposals, losses

@@ -54,7 +54,9 @@ def shapes_checkpoint(tmp_path_factory) -> Path:
         "shapes": SHAPES,
     }
     cfg["paths"] = {"output_dir": str(folder)}
-    cfg["model"].update(backbone_weights=None, num_classes=81, rpn_post_nms_top_n_train=200, box_batch_size_per_image=64)
+    cfg["model"]["num_classes"] = 81
+    cfg["model"]["rpn"]["post_nms_top_n_train"] = 200
+    cfg["model"]["roi_heads"]["batch_size_per_image"] = 64
     cfg["scheduler"]["warmup_steps"] = 1
     cfg["optimizer"]["lr"] = 1e-4  # two steps that keep the initial, box-producing heads sane
     cfg = OmegaConf.to_container(OmegaConf.create({k: cfg[k] for k in ("model", "data", "optimizer", "scheduler", "module", "paths")}), resolve=True)
@@ -92,7 +94,7 @@ def test_evaluate_end_to_end(shapes_checkpoint, tmp_path):
     run_dir = tmp_path / "eval"
     # Low score threshold: a 2-step model's scores are low, and the files should hold detections.
     result = run_evaluate(
-        f"ckpt={shapes_checkpoint}", "limit=5", "visualize=2", "batch_size=2", "model.box_score_thresh=0.0",
+        f"ckpt={shapes_checkpoint}", "limit=5", "visualize=2", "batch_size=2", "model.roi_heads.score_thresh=0.0",
         f"hydra.run.dir={run_dir}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -120,7 +122,7 @@ def test_evaluate_end_to_end(shapes_checkpoint, tmp_path):
 def test_evaluate_proposals_and_a_model_that_predicts_nothing(shapes_checkpoint, tmp_path):
     run_dir = tmp_path / "eval"
     result = run_evaluate(
-        f"ckpt={shapes_checkpoint}", "limit=2", "visualize=1", "proposals=true", "model.box_score_thresh=1.01",
+        f"ckpt={shapes_checkpoint}", "limit=2", "visualize=1", "proposals=true", "model.roi_heads.score_thresh=1.01",
         f"hydra.run.dir={run_dir}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -156,7 +158,7 @@ def test_evaluate_with_gt_json(shapes_checkpoint, tmp_path):
     run_dir = tmp_path / "eval"
     result = run_evaluate(
         f"ckpt={shapes_checkpoint}", f"gt_json={tmp_path / 'instances.json'}", "visualize=0", "batch_size=3",
-        "model.box_score_thresh=0.0", f"hydra.run.dir={run_dir}",
+        "model.roi_heads.score_thresh=0.0", f"hydra.run.dir={run_dir}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     from pycocotools.coco import COCO

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import hydra
 import lightning.pytorch as pl
 import pytest
 import torch
+from omegaconf import DictConfig
 
 from frcnn.modeling import FasterRCNN
 
@@ -41,7 +43,7 @@ def test_experiment_instantiates(compose_train, experiment):
 def test_seed_demo_is_the_seed_recipe(compose_train):
     cfg = compose_train(["experiment=seed_demo"])
     assert (cfg.data.resize, cfg.data.square_size) == ("square", 400)
-    assert (cfg.model.trainable_layers, cfg.model.grad_checkpointing) == (1, True)
+    assert (cfg.model.backbone.trainable_layers, cfg.model.backbone.grad_checkpointing) == (1, True)
     assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.005, 0.9, 1e-4)
     assert (cfg.trainer.gradient_clip_val, cfg.trainer.precision) == (10.0, "16-mixed")
 
@@ -92,12 +94,42 @@ def test_sgd_defaults_are_torchvisions(compose_train):
     assert cfg.trainer.gradient_clip_val == 10.0
 
 
-def test_model_config_names_every_detector_option(compose_train):
-    import inspect
+def _nodes(node, path="model"):
+    """Every ``_target_`` node of a config tree, with its dotted path."""
+    if isinstance(node, DictConfig):
+        if "_target_" in node:
+            yield path, node
+        for key, child in node.items():
+            yield from _nodes(child, f"{path}.{key}")
 
-    cfg = compose_train([])
-    options = set(inspect.signature(FasterRCNN).parameters)
-    assert options == {key for key in cfg.model if key != "_target_"}
+
+def test_model_config_names_every_stage_option(compose_train):
+    """Each node's keys are exactly its target's parameters: every option in a yaml does something."""
+    cfg = compose_train(["model.num_classes=3"])
+    nodes = dict(_nodes(cfg.model))
+    assert {"model.transform", "model.backbone", "model.anchor_generator", "model.rpn", "model.roi_heads"} <= set(nodes)
+    for path, node in nodes.items():
+        options = set(inspect.signature(hydra.utils.get_method(node._target_)).parameters)
+        keys = {key for key in node if key != "_target_"}
+        assert keys <= options, f"{path}: {keys - options} are not options of {node._target_}"
+
+
+@pytest.mark.parametrize(
+    ("stage", "option"),
+    [(stage, option) for stage in ("transform", "backbone", "anchor_generator", "rpn", "roi_heads") for option in _options(f"model/{stage}")],
+)
+def test_model_stage_option_instantiates(compose_train, stage, option):
+    cfg = compose_train([f"model/{stage}={option}", "model.num_classes=3"])
+    model = hydra.utils.instantiate(cfg.model, _convert_="all")
+    assert isinstance(model, FasterRCNN) and model.num_classes == 3
+
+
+def test_users_overrides_reach_the_stages(compose_train):
+    cfg = compose_train(["model.anchor_generator.sizes=[[16],[32],[64],[128],[256]]", "model.roi_heads.batch_size_per_image=256", "model.num_classes=5"])
+    model = hydra.utils.instantiate(cfg.model, _convert_="all")
+    assert model.roi_heads.sampler.batch_size_per_image == 256
+    assert [float(cell[1, 2] * 2) for cell in model.anchor_generator.cell_anchors] == [16, 32, 64, 128, 256]  # ratio 1 width
+    assert model.roi_heads.box_predictor.num_classes == 5
 
 
 def test_optuna_search_composes(compose_train):

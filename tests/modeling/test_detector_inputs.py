@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from frcnn.modeling import FasterRCNN
-from frcnn.modeling.backbone import ResNet50, load_backbone_weights
+from frcnn.modeling.backbone import ResNet, load_backbone_weights
 
 
 @pytest.fixture(scope="module")
 def model():
-    return FasterRCNN(num_classes=4, min_size=64, max_size=64)
+    return FasterRCNN.r50_fpn(num_classes=4, min_size=64, max_size=64)
 
 
 def target(boxes, labels):
@@ -50,7 +50,7 @@ def test_images_without_objects_train_as_background(model):
 
 
 def test_eval_returns_one_dict_per_image_in_input_pixels():
-    model = FasterRCNN(num_classes=4, min_size=64, max_size=100, box_score_thresh=0.0).eval()
+    model = FasterRCNN.r50_fpn(num_classes=4, min_size=64, max_size=100, box_score_thresh=0.0).eval()
     images = [torch.zeros(3, 40, 90, dtype=torch.uint8), torch.rand(3, 130, 50)]
     with torch.no_grad():
         detections = model(images)
@@ -67,12 +67,12 @@ def test_trainable_layers_freeze_like_torchvision():
     def trainable(body):
         return {name.split(".")[0] for name, p in body.named_parameters() if p.requires_grad}
 
-    assert trainable(ResNet50(trainable_layers=3)) == {"layer2", "layer3", "layer4"}
-    assert trainable(ResNet50(trainable_layers=0)) == set()
-    assert trainable(ResNet50(trainable_layers=5)) == {"conv1", "bn1", "layer1", "layer2", "layer3", "layer4"} - {"bn1"}
-    assert trainable(ResNet50(norm="bn", trainable_layers=5)) == {"conv1", "bn1", "layer1", "layer2", "layer3", "layer4"}
+    assert trainable(ResNet(trainable_layers=3)) == {"layer2", "layer3", "layer4"}
+    assert trainable(ResNet(trainable_layers=0)) == set()
+    assert trainable(ResNet(trainable_layers=5)) == {"conv1", "bn1", "layer1", "layer2", "layer3", "layer4"} - {"bn1"}
+    assert trainable(ResNet(norm="bn", trainable_layers=5)) == {"conv1", "bn1", "layer1", "layer2", "layer3", "layer4"}
     with pytest.raises(ValueError, match="norm="):
-        ResNet50(norm="group")
+        ResNet(norm="group")
 
 
 def test_backbone_weights_load_from_a_torchvision_file(tmp_path):
@@ -81,7 +81,7 @@ def test_backbone_weights_load_from_a_torchvision_file(tmp_path):
     reference = resnet50()
     path = tmp_path / "resnet50.pth"
     torch.save(reference.state_dict(), path)
-    body = ResNet50()
+    body = ResNet()
     load_backbone_weights(body, str(path))
     assert torch.equal(body.layer3[2].conv2.weight, reference.layer3[2].conv2.weight)
     assert torch.equal(body.bn1.running_var, reference.bn1.running_var)
@@ -95,17 +95,17 @@ def test_named_backbone_weights_offline_give_one_line(monkeypatch):
         raise OSError("Temporary failure in name resolution")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", unreachable)
-    with pytest.raises(RuntimeError, match=r"could not download backbone_weights=IMAGENET1K_V1 .*backbone_weights=/path") as error:
-        load_backbone_weights(ResNet50(), "IMAGENET1K_V1")
+    with pytest.raises(RuntimeError, match=r"could not download backbone weights IMAGENET1K_V1 .*model.backbone.weights=/path") as error:
+        load_backbone_weights(ResNet(), "IMAGENET1K_V1")
     assert "\n" not in str(error.value)
     with pytest.raises(ValueError, match="neither a file nor one of"):
-        load_backbone_weights(ResNet50(), "no_such_weights")
+        load_backbone_weights(ResNet(), "no_such_weights")
 
 
 def test_grad_checkpointing_gives_the_same_gradients():
     torch.manual_seed(0)
-    plain = ResNet50(norm="frozen_bn", trainable_layers=2)
-    checkpointed = ResNet50(norm="frozen_bn", trainable_layers=2, grad_checkpointing=True)
+    plain = ResNet(norm="frozen_bn", trainable_layers=2)
+    checkpointed = ResNet(norm="frozen_bn", trainable_layers=2, grad_checkpointing=True)
     checkpointed.load_state_dict(plain.state_dict())
     images = torch.randn(1, 3, 64, 64)
     for body in (plain, checkpointed):
@@ -115,7 +115,7 @@ def test_grad_checkpointing_gives_the_same_gradients():
 
 def test_mixed_precision_keeps_boxes_and_losses_in_float32():
     # bfloat16 autocast on the CPU stands in for 16-mixed on CUDA: same code paths, same casts.
-    model = FasterRCNN(num_classes=4, min_size=64, max_size=96, box_score_thresh=0.0)
+    model = FasterRCNN.r50_fpn(num_classes=4, min_size=64, max_size=96, box_score_thresh=0.0)
     images = [torch.randint(0, 256, (3, 70, 90), dtype=torch.uint8), torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)]
     with torch.autocast("cpu", dtype=torch.bfloat16):
         losses = model.train()(images, [target([[5, 5, 40, 50]], [2]), target([], [])])

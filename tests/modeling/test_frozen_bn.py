@@ -6,7 +6,7 @@ import torchvision
 from torch import nn
 
 from frcnn.modeling import FasterRCNN
-from frcnn.modeling.backbone import ResNet50
+from frcnn.modeling.backbone import ResNet
 from frcnn.modeling.norm import ConvNorm, FrozenBatchNorm2d, conv_norm
 
 
@@ -74,12 +74,12 @@ def test_fold_made_under_inference_mode_serves_a_training_step():
 
 
 def test_backbone_keeps_torchvision_keys_and_round_trips_after_folding():
-    body = ResNet50(trainable_layers=2)
+    body = ResNet(trainable_layers=2)
     assert isinstance(body.layer1[0].downsample, ConvNorm)
     torchvision_keys = set(torchvision.models.resnet50(norm_layer=torchvision.ops.FrozenBatchNorm2d).state_dict())
     assert set(body.state_dict()) == torchvision_keys - {"fc.weight", "fc.bias"}
 
-    model = FasterRCNN(num_classes=3, min_size=64, max_size=64).eval()
+    model = FasterRCNN.r50_fpn(num_classes=3, min_size=64, max_size=64).eval()
     images = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         model.backbone(images)  # folds the frozen layers
@@ -88,7 +88,7 @@ def test_backbone_keeps_torchvision_keys_and_round_trips_after_folding():
                 value.uniform_(0.5, 1.5)
         expected = model.backbone(images)
     saved = {name: value.clone() for name, value in model.state_dict().items()}
-    restored = FasterRCNN(num_classes=3, min_size=64, max_size=64).eval()
+    restored = FasterRCNN.r50_fpn(num_classes=3, min_size=64, max_size=64).eval()
     with torch.no_grad():
         restored.backbone(images)  # a fold of other weights, replaced on load
     restored.load_state_dict(saved, strict=True)

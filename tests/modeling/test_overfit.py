@@ -30,7 +30,7 @@ def synthetic_batch():
 @pytest.mark.slow
 def test_overfits_two_images():
     torch.manual_seed(0)
-    model = FasterRCNN(
+    model = FasterRCNN.r50_fpn(
         num_classes=3,
         min_size=128,
         max_size=128,

@@ -49,7 +49,7 @@ def make_pair(num_classes: int = NUM_CLASSES, **options):
     backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=FrozenBatchNorm2d, trainable_layers=3)
     reference = TorchvisionFasterRCNN(backbone, num_classes=num_classes, **SIZES, **options)
     randomize_(reference, torch.Generator().manual_seed(0))
-    ours = FasterRCNN(num_classes=num_classes, **SIZES, **options)
+    ours = FasterRCNN.r50_fpn(num_classes=num_classes, **SIZES, **options)
     ours.load_state_dict(from_torchvision(reference.state_dict()), strict=True)
     return reference.eval(), ours.eval()
 
