@@ -50,3 +50,18 @@ def test_non_candidates_are_never_returned_and_suppress_nothing():
         expected = mine[batched_nms(boxes[mine], scores[mine], groups[mine], 0.5)][:50]
         assert torch.equal(kept[image][valid[image]], expected)
         assert valid[image, : len(expected)].all() and not valid[image, len(expected) :].any(), "valid is a prefix"
+
+
+def test_batched_nms_per_image_matches_per_image_nms():
+    generator = torch.Generator().manual_seed(0)
+    xy = torch.rand(60, 2, generator=generator) * 40
+    boxes = torch.cat([xy, xy + 5 + torch.rand(60, 2, generator=generator) * 20], dim=1)
+    scores = torch.rand(60, generator=generator)
+    groups = torch.randint(0, 3, (60,), generator=generator)
+    image_index = torch.arange(60) % 2
+    kept, valid = batched_nms_per_image(boxes, scores, groups, image_index, 0.5, num_images=3, num_groups=3, max_per_image=8)
+    for image in range(2):
+        mine = torch.nonzero(image_index == image).squeeze(1)
+        expected = mine[batched_nms(boxes[mine], scores[mine], groups[mine], 0.5)][:8]
+        assert torch.equal(kept[image][valid[image]], expected)
+    assert not valid[2].any() and (kept[2] == 60).all(), "an image without candidates points at the pad row"

@@ -1,10 +1,9 @@
-"""Bad input to the detector fails with a ValueError that names the argument; edge cases work."""
+"""frcnn.modeling.detector: bad input fails with a ValueError that names the argument; edge cases work."""
 
 import pytest
 import torch
 
 from frcnn.modeling import FasterRCNN
-from frcnn.modeling.backbone import ResNet, load_backbone_weights
 
 
 @pytest.fixture(scope="module")
@@ -61,56 +60,6 @@ def test_eval_returns_one_dict_per_image_in_input_pixels():
         assert len(detection["boxes"]) == len(detection["scores"]) > 0
         assert (detection["boxes"][:, 2] <= image.shape[2] + 1e-3).all()
         assert (detection["boxes"][:, 3] <= image.shape[1] + 1e-3).all()
-
-
-def test_trainable_layers_freeze_like_torchvision():
-    def trainable(body):
-        return {name.split(".")[0] for name, p in body.named_parameters() if p.requires_grad}
-
-    assert trainable(ResNet(trainable_layers=3)) == {"layer2", "layer3", "layer4"}
-    assert trainable(ResNet(trainable_layers=0)) == set()
-    assert trainable(ResNet(trainable_layers=5)) == {"conv1", "bn1", "layer1", "layer2", "layer3", "layer4"} - {"bn1"}
-    assert trainable(ResNet(norm="bn", trainable_layers=5)) == {"conv1", "bn1", "layer1", "layer2", "layer3", "layer4"}
-    with pytest.raises(ValueError, match="norm="):
-        ResNet(norm="group")
-
-
-def test_backbone_weights_load_from_a_torchvision_file(tmp_path):
-    from torchvision.models import resnet50
-
-    reference = resnet50()
-    path = tmp_path / "resnet50.pth"
-    torch.save(reference.state_dict(), path)
-    body = ResNet()
-    load_backbone_weights(body, str(path))
-    assert torch.equal(body.layer3[2].conv2.weight, reference.layer3[2].conv2.weight)
-    assert torch.equal(body.bn1.running_var, reference.bn1.running_var)
-    with pytest.raises(ValueError, match="not a torchvision resnet50 state dict"):
-        torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "other.pth")
-        load_backbone_weights(body, str(tmp_path / "other.pth"))
-
-
-def test_named_backbone_weights_offline_give_one_line(monkeypatch):
-    def unreachable(*args, **kwargs):
-        raise OSError("Temporary failure in name resolution")
-
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", unreachable)
-    with pytest.raises(RuntimeError, match=r"could not download backbone weights IMAGENET1K_V1 .*model.backbone.weights=/path") as error:
-        load_backbone_weights(ResNet(), "IMAGENET1K_V1")
-    assert "\n" not in str(error.value)
-    with pytest.raises(ValueError, match="neither a file nor one of"):
-        load_backbone_weights(ResNet(), "no_such_weights")
-
-
-def test_grad_checkpointing_gives_the_same_gradients():
-    torch.manual_seed(0)
-    plain = ResNet(norm="frozen_bn", trainable_layers=2)
-    checkpointed = ResNet(norm="frozen_bn", trainable_layers=2, grad_checkpointing=True)
-    checkpointed.load_state_dict(plain.state_dict())
-    images = torch.randn(1, 3, 64, 64)
-    for body in (plain, checkpointed):
-        sum(feature.sum() for feature in body(images)).backward()
-    torch.testing.assert_close(checkpointed.layer3[0].conv1.weight.grad, plain.layer3[0].conv1.weight.grad)
 
 
 def test_mixed_precision_keeps_boxes_and_losses_in_float32():

@@ -1,0 +1,34 @@
+"""frcnn.modeling.matcher: IoU thresholds and low-quality matches, against torchvision and by hand."""
+
+import torch
+from torchvision.models.detection._utils import Matcher as TorchvisionMatcher
+
+from frcnn.modeling.matcher import Matcher, label_by_matching
+from frcnn.modeling.structures import GroundTruth
+
+
+def test_matcher_with_low_quality_matches_by_hand():
+    quality = torch.tensor([[
+        [0.9, 0.4, 0.1, 0.0, 0.2],
+        [0.2, 0.6, 0.6, 0.0, 0.35],
+        [-1.0, -1.0, -1.0, -1.0, -1.0],  # padding: must match nothing, not even as a low-quality match
+    ]])
+    matches = Matcher(0.7, 0.3, allow_low_quality_matches=True)(quality)
+    # 0: IoU 0.9 ≥ 0.7 → gt 0. 1 and 2: 0.6 is gt 1's best (a tie) → both kept as low-quality matches.
+    # 3: below 0.3 → background. 4: 0.35 is between the thresholds → ignored.
+    assert matches.tolist() == [[0, 1, 1, Matcher.BELOW_LOW_THRESHOLD, Matcher.BETWEEN_THRESHOLDS]]
+    assert Matcher(0.7, 0.3)(quality).tolist() == [[0, -2, -2, -1, -2]]
+    oracle = TorchvisionMatcher(0.7, 0.3, allow_low_quality_matches=True)
+    assert torch.equal(matches[0], oracle(quality[0, :2].clone()))
+
+
+def test_label_by_matching_marks_background_and_ignored():
+    gt = GroundTruth(
+        boxes=torch.tensor([[[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 0.0, 0.0]], [[0.0] * 4, [0.0] * 4]]),
+        labels=torch.tensor([[5, 0], [0, 0]]),
+        valid=torch.tensor([[True, False], [False, False]]),  # the second image has no objects
+    )
+    candidates = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 5.0], [50.0, 50.0, 60.0, 60.0]])
+    labels, matched = label_by_matching(Matcher(0.7, 0.3), gt, candidates)
+    assert labels.tolist() == [[5, -1, 0], [0, 0, 0]]  # IoU 1 → class 5; 0.5 → ignored; 0 → background
+    assert torch.equal(matched[0, 0], gt.boxes[0, 0])

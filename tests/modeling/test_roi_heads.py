@@ -1,0 +1,40 @@
+"""frcnn.modeling.roi_heads: level assignment by hand, pooling against torchvision's MultiScaleRoIAlign."""
+
+import torch
+from torchvision.ops import MultiScaleRoIAlign as TorchvisionRoIAlign
+
+from frcnn.modeling.roi_heads import BoxPredictor, MultiScaleRoIAlign, RoIHeads, TwoMLPHead
+from frcnn.modeling.structures import GroundTruth, Proposals
+
+
+def test_roi_levels_by_hand_and_pooling_matches_torchvision():
+    pooler = MultiScaleRoIAlign()
+    boxes = torch.tensor([[0.0, 0.0, 224.0, 224.0], [0.0, 0.0, 112.0, 112.0], [0.0, 0.0, 10.0, 10.0], [0, 0, 900.0, 900.0]])
+    assert pooler.level_of(boxes).tolist() == [2, 1, 0, 3]  # P4, P3, P2 (clamped), P5 (clamped)
+
+    generator = torch.Generator().manual_seed(0)
+    features = [torch.randn(2, 4, 256 // s, 320 // s, generator=generator) for s in (4, 8, 16, 32)]
+    xy = torch.rand(2, 30, 2, generator=generator) * 150
+    proposals = torch.cat([xy, xy + 2 + torch.rand(2, 30, 2, generator=generator) * 150], dim=-1)
+    rois = torch.cat([torch.arange(2.0).repeat_interleave(30)[:, None], proposals.flatten(0, 1)], dim=1)
+    oracle = TorchvisionRoIAlign(["0", "1", "2", "3"], output_size=7, sampling_ratio=2)
+    expected = oracle({str(i): f for i, f in enumerate(features)}, list(proposals), [(256, 320), (256, 320)])
+    torch.testing.assert_close(pooler(features, rois), expected)
+
+
+def test_label_and_sample_proposals_adds_the_ground_truth():
+    heads = RoIHeads(MultiScaleRoIAlign(), TwoMLPHead(8, 7, 16), BoxPredictor(16, 3), batch_size_per_image=8, positive_fraction=0.5)
+    proposals = Proposals(
+        boxes=torch.tensor([[[0.0, 0.0, 10.0, 10.0], [40.0, 40.0, 60.0, 60.0], [0.0, 0.0, 9.0, 10.0]]]),
+        scores=torch.ones(1, 3),
+        valid=torch.tensor([[True, True, False]]),  # the third is padding: never sampled
+    )
+    gt = GroundTruth(torch.tensor([[[0.0, 0.0, 10.0, 11.0]]]), torch.tensor([[2]]), torch.tensor([[True]]))
+    samples = heads.label_and_sample_proposals(proposals, gt)
+    chosen = {i: l for i, l, v in zip(samples.index[0].tolist(), samples.labels[0].tolist(), samples.valid[0].tolist()) if v}
+    assert chosen == {0: 2, 1: 0, 3: 2}  # candidate 3 is the ground-truth box itself
+    assert torch.equal(samples.target_deltas[0][samples.index[0] == 3], torch.zeros(1, 4))
+    class_logits, box_deltas = heads.predict([torch.randn(1, 8, 16, 16)] * 4, samples.boxes)
+    assert class_logits.shape == (1, samples.index.shape[1], 3) and box_deltas.shape == (1, samples.index.shape[1], 12)
+    losses = heads.losses(class_logits, box_deltas, samples)
+    assert set(losses) == {"roi_cls", "roi_box"} and all(torch.isfinite(v) for v in losses.values())
