@@ -1,4 +1,4 @@
-"""Faster R-CNN R50-FPN, one module per stage (see ``frcnn.modeling.detector``)."""
+"""Faster R-CNN, one module per stage, wired by ``frcnn.modeling.detector`` (see ``conf/model/``)."""
 
 from frcnn.modeling.detector import FasterRCNN
 

@@ -92,7 +92,8 @@ class ResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         in_channels = 64
-        for index, (width, blocks, stride) in enumerate(zip((64, 128, 256, 512), BLOCKS_PER_STAGE[depth], (1, 2, 2, 2)), 1):
+        stages = zip((64, 128, 256, 512), BLOCKS_PER_STAGE[depth], (1, 2, 2, 2))
+        for index, (width, blocks, stride) in enumerate(stages, 1):
             layers = []
             for block in range(blocks):
                 layers.append(Bottleneck(in_channels, width, stride if block == 0 else 1, norm_layer))
@@ -177,7 +178,8 @@ def load_backbone_weights(body: ResNet, weights: str) -> None:
     missing, unexpected = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
     if missing or unexpected or mismatched:
         raise ValueError(
-            f"backbone weights={weights} is not a torchvision resnet{body.depth} state dict (missing {len(missing)} keys, "
+            f"backbone weights {weights} are not a torchvision resnet{body.depth} state dict "
+            f"(missing {len(missing)} keys, "
             f"unexpected {len(unexpected)}, wrong shape {len(mismatched)}, e.g. {(missing + unexpected + mismatched)[:2]})"
         )
     body.load_state_dict(state)

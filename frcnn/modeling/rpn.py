@@ -173,7 +173,8 @@ class RegionProposalNetwork(nn.Module):
         sampled_labels = labels.gather(1, sampled).clamp(min=0)
         positive = valid & (sampled_labels > 0)
         sampled_anchors = anchors[sampled]
-        target_deltas = self.box_coder.encode(matched_boxes.gather(1, sampled[..., None].expand(-1, -1, 4)), sampled_anchors)
+        matched = matched_boxes.gather(1, sampled[..., None].expand(-1, -1, 4))
+        target_deltas = self.box_coder.encode(matched, sampled_anchors)
         target_deltas = torch.where(positive[..., None], target_deltas, 0.0)  # background rows hold log(0)
         return Samples(sampled, valid, sampled_labels, sampled_anchors, target_deltas)
 
