@@ -112,7 +112,7 @@ def r50_fpn_config(
         "roi_heads": {
             "_target_": f"{_MODULE}.roi_heads.RoIHeads",
             "pooler": {
-                "_target_": f"{_MODULE}.roi_heads.MultiScaleRoIAlign",
+                "_target_": f"{_MODULE}.poolers.MultiScaleRoIAlign",
                 "strides": [4, 8, 16, 32],
                 "output_size": box_output_size,
                 "sampling_ratio": box_sampling_ratio,
