@@ -154,5 +154,6 @@ def checkpoint_model_config(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
                 f"the checkpoint's flat model config is not one frcnn wrote ({error}); "
                 "rebuild it with frcnn.modeling.FasterRCNN.r50_fpn(**options) and load its state dict"
             ) from None
-    model_cfg["backbone"] = dict(model_cfg["backbone"], weights=None)
+    if "weights" in model_cfg["backbone"]:  # a backbone of one's own may take no weights file
+        model_cfg["backbone"] = dict(model_cfg["backbone"], weights=None)
     return model_cfg
