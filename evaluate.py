@@ -52,8 +52,10 @@ def merged_config(cfg: DictConfig, stored: dict[str, Any], overrides: list[str])
             the composed ``model`` and ``data`` are used as they are).
         overrides: the command line (``HydraConfig.get().overrides.task``).
     """
-    if not stored:
-        return OmegaConf.create({group: OmegaConf.to_container(cfg[group], resolve=True) for group in TRAINING_GROUPS})
+    if not stored:  # the model stays unresolved: its stages interpolate model.num_classes, set from the data
+        return OmegaConf.create(
+            {group: OmegaConf.to_container(cfg[group], resolve=group != "model") for group in TRAINING_GROUPS}
+        )
     merged = OmegaConf.create(stored)
     evaluate_keys = set(cfg) - set(TRAINING_GROUPS) - {"paths"}
     for override in OverridesParser.create().parse_overrides(overrides):
@@ -93,9 +95,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         )
     ground_truth, source = ground_truth_of(cfg, datamodule)
     device = resolve_device(cfg.device)
-    model_cfg = OmegaConf.to_container(config.model, resolve=True)
     if checkpoint.is_bare:
-        model_cfg["num_classes"] = datamodule.num_classes
+        config.model.num_classes = datamodule.num_classes
+    model_cfg = OmegaConf.to_container(config.model, resolve=True)
     model = build_model(checkpoint, model_cfg).to(device)
     amp_dtype = getattr(torch, cfg.amp_dtype) if cfg.amp_dtype else None
 

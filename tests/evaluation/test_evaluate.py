@@ -119,6 +119,22 @@ def test_evaluate_end_to_end(shapes_checkpoint, tmp_path):
 
 
 @pytest.mark.slow
+def test_evaluate_a_bare_state_dict_takes_the_classes_from_the_data(shapes_checkpoint, tmp_path):
+    """A bare state dict (what ``python -m frcnn.convert`` writes) has no config: the composed
+    model's stages take ``model.num_classes`` from the data given on the command line."""
+    state = torch.load(shapes_checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    bare = tmp_path / "bare.pt"
+    torch.save({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}, bare)
+    result = run_evaluate(
+        f"ckpt={bare}", "data=shapes", f"data.path={shapes_checkpoint.parent / 'shapes'}", "data.min_size=128",
+        "data.max_size=192", *(f"data.shapes.{key}={value}" for key, value in SHAPES.items()), "limit=2",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["num_images"] == 2
+
+
+@pytest.mark.slow
 def test_evaluate_proposals_and_a_model_that_predicts_nothing(shapes_checkpoint, tmp_path):
     run_dir = tmp_path / "eval"
     result = run_evaluate(
