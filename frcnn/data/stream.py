@@ -179,6 +179,10 @@ class DetectionStream(IterableDataset):
         was found before reading, the same on every rank)."""
         return {kind: count for kind, count in zip(COUNTED_KINDS, self._skipped.sum(0).tolist()) if count}
 
+    def problem_counts(self) -> dict[str, int]:
+        """This process's view of everything counted: `annotation_problems` plus `decode_problems()`."""
+        return dict(Counter(self.annotation_problems) + Counter(self.decode_problems()))
+
     def skip_example(self, kind: str) -> int | None:
         """An image_id skipped for `kind`, if any."""
         if kind in self.problem_examples:

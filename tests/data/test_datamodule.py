@@ -100,3 +100,14 @@ def test_datamodule_resumes_mid_epoch_exactly(shapes_dir, num_workers):
     for (_, boxes, images), (_, expected_boxes, expected_images) in zip(head + tail, straight):
         torch.testing.assert_close(boxes, expected_boxes)
         assert all(torch.equal(a, b) for a, b in zip(images, expected_images))
+
+
+def test_a_resume_on_another_data_revision_warns_in_one_line(shapes_dir, caplog):
+    dm = shapes_dm(shapes_dir, num_workers=0)
+    dm.setup("fit")
+    state = dm.state_dict()
+    assert state["revisions"]["train"].startswith("local-")  # a fingerprint of the local files
+    with caplog.at_level("WARNING", logger="frcnn.data.datamodule"):
+        dm.load_state_dict({**state, "revisions": {**state["revisions"], "train": "0123abc"}})
+    (record,) = caplog.records
+    assert "\n" not in record.getMessage() and "the checkpoint was trained on 0123abc" in record.getMessage()
