@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from lightning.fabric.utilities.data import _set_sampler_epoch
 
-from frcnn.data.shapes import ensure_shapes, make_row
+from frcnn.data.sources.shapes import ensure_shapes, make_row
 
 CONF_DIR = str(Path(__file__).parents[2] / "conf" / "data")
 TINY_SHAPES = {"num_train": 24, "num_val": 6, "seed": 0, "train_shards": 4, "val_shards": 2}

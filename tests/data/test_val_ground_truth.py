@@ -9,6 +9,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from frcnn.data.datamodule import DetectionDataModule
+from frcnn.data.sources.hub import HubDataset
 from frcnn.evaluation import COCOEvaluator
 from hub_rows import hub_row, write_split
 
@@ -24,7 +25,7 @@ def test_hub_split_area_ranges_follow_area(tmp_path):
     for row, area in zip(rows, (500, 50000, 2500)):  # small, large, medium by area
         row["objects"]["area"] = [area]
     write_split(tmp_path, "val", rows, num_shards=2)
-    dm = DetectionDataModule(source="hub", path=str(tmp_path), num_workers=0)
+    dm = DetectionDataModule(HubDataset, path=str(tmp_path), num_workers=0)
     ground_truth = dm.val_ground_truth()
     assert [a["area"] for a in ground_truth["annotations"]] == [500, 50000, 2500]
     assert [a["category_id"] for a in ground_truth["annotations"]] == [1, 90, 13]  # person, toothbrush, stop sign
