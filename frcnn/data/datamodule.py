@@ -37,7 +37,7 @@ import lightning as L
 
 from frcnn.data.decode import DEFAULT_MAX_PIXELS
 from frcnn.data.loader import StreamLoader
-from frcnn.data.source import DataSource
+from frcnn.data.source import DataSource, DataSourceError
 from frcnn.data.stream import DetectionStream
 from frcnn.data.transforms import DetectionTransform, ResizeMode, build_resize
 from frcnn.distributed import rank_and_world_size
@@ -103,7 +103,7 @@ class DetectionDataModule(L.LightningDataModule):
         super().__init__()
         if isinstance(source, DataSource) and source_options:
             raise TypeError(f"data.{next(iter(source_options))} is no data module option and the source is built already")
-        self.source = source if isinstance(source, DataSource) else source(**source_options)
+        self.source = source if isinstance(source, DataSource) else _call_source(source, source_options)
         self.train_split, self.val_split = train_split, val_split
         self.batch_size = batch_size
         self.loader_kwargs: dict[str, Any] = {"num_workers": num_workers, "pin_memory": pin_memory}
@@ -224,4 +224,18 @@ def build_source(data: Mapping[str, Any]) -> DataSource:
     reading its categories or opening a split."""
     module_keys = inspect.signature(DetectionDataModule.__init__).parameters
     options = {key: value for key, value in data.items() if key not in module_keys and not key.startswith("_")}
-    return hydra.utils.instantiate(data["source"], _convert_="all")(**options)
+    return _call_source(hydra.utils.instantiate(data["source"], _convert_="all"), options)
+
+
+def _call_source(factory: Callable[..., DataSource], options: Mapping[str, Any]) -> DataSource:
+    """`factory(**options)`; keys it does not take (or lacks) are a one-line `DataSourceError`."""
+    signature = inspect.signature(factory)
+    try:
+        signature.bind(**options)
+    except TypeError as error:
+        name = getattr(factory, "func", factory).__name__
+        raise DataSourceError(
+            f"data: {error}: the keys of data that the data module does not take go to its source {name}, "
+            f"which takes {', '.join(signature.parameters)}"
+        ) from None
+    return factory(**options)

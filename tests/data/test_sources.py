@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from frcnn.data.datamodule import build_source
-from frcnn.data.source import DataSource, Row, RowSource
+from frcnn.data.datamodule import DetectionDataModule, build_source
+from frcnn.data.source import DataSource, DataSourceError, Row, RowSource
 from frcnn.data.sources.coco_folder import CocoFolder
 from frcnn.data.sources.hub import HubDataset
 from frcnn.data.sources.shapes import Shapes
@@ -73,3 +73,12 @@ def test_a_new_source_is_one_class_and_one_yaml(tmp_path):
     assert ids == [1, 2, 3, 4, 5, 6]
     assert [a["category_id"] for a in dm.val_ground_truth()["annotations"]] == [17, 18, 17, 18, 17, 18]
     assert len(dm.train_dataloader()) == 3
+
+
+def test_a_key_the_source_does_not_take_is_one_line(tmp_path):
+    with pytest.raises(DataSourceError, match=r"^data: got an unexpected keyword argument 'foo': .* its source Shapes, which takes path, shapes$"):
+        DetectionDataModule(Shapes, path=str(tmp_path), foo=1)
+    with pytest.raises(DataSourceError, match=r"^data: missing a required argument: 'path': .* its source CocoFolder, which takes path, unit_size$"):
+        DetectionDataModule(CocoFolder)
+    built = MemorySource("4")
+    assert DetectionDataModule(built, num_workers=0).source is built
