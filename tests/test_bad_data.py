@@ -15,7 +15,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from frcnn.data import row_checks as kinds
-from frcnn.data.shapes import ensure_shapes
+from frcnn.data.sources.shapes import ensure_shapes
 from tests.data.bad_rows import expected_counts, planted_rows, sixteen_bit_png, write_bad_split
 
 ROOT = Path(__file__).resolve().parents[1]

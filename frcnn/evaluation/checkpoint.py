@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from frcnn.data.legacy_config import current_data_config
+
 # Parameter names only torchvision's FasterRCNN has (ours renames the FPN and RPN head).
 _TORCHVISION_MARKERS = ("backbone.fpn.inner_blocks.", "backbone.fpn.layer_blocks.", "rpn.head.cls_logits.", "rpn.head.bbox_pred.")
 # Parameter names every state dict of ours has.
@@ -71,9 +73,15 @@ def load_checkpoint(path: str | Path | None) -> LoadedCheckpoint:
         }
         if not state_dict:
             raise CheckpointError(f"{path} is a Lightning checkpoint without model.* weights")
+        cfg = dict(hparams["cfg"])
+        if "data" in cfg:
+            try:
+                cfg["data"] = current_data_config(cfg["data"])
+            except ValueError as error:
+                raise CheckpointError(f"{path}: {error}") from None
         return LoadedCheckpoint(
             model_state_dict=state_dict,
-            cfg=dict(hparams["cfg"]),
+            cfg=cfg,
             class_names=hparams.get("class_names"),
             label_to_category_id=hparams.get("label_to_category_id"),
         )
