@@ -121,6 +121,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     scoring_s = time.perf_counter() - tic
 
     left_out = ground_truth.get("info", {}).get("left_out", {})
+    data_problems = datamodule.val_dataset.problem_counts()
     metrics = write_metrics(
         summary,
         run_dir / "metrics.json",
@@ -129,6 +130,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         ground_truth=source,
         num_ground_truth_images=len(evaluator.ground_truth["images"]),
         num_annotations_left_out=left_out.get("annotations", 0),
+        data_problems=data_problems,
         ckpt=str(Path(cfg.ckpt).expanduser().resolve()),
         seconds={"inference": round(inference_s, 3), "scoring": round(scoring_s, 3)},
     )
@@ -140,6 +142,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     )
     if message := left_out_message(ground_truth):
         print(message)
+    if data_problems:
+        print("data: " + ", ".join(f"{kind}={count}" for kind, count in sorted(data_problems.items())) + " (rows skipped, boxes dropped, rows repaired; see the warnings)")
     print(
         f"{num_images} images, {len(results)} detections: inference {inference_s:.1f} s, "
         f"scoring {scoring_s:.1f} s. Results in {run_dir}"

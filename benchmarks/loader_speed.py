@@ -7,6 +7,7 @@ import argparse
 import time
 
 from frcnn.data.datamodule import DetectionDataModule
+from frcnn.data.sources.shapes import Shapes
 
 
 def images_per_second(dm: DetectionDataModule) -> tuple[float, int]:
@@ -28,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     for num_workers in args.workers:
         dm = DetectionDataModule(
-            source="shapes",
+            source=Shapes,
             path=args.out,
             shapes={"num_train": args.images, "num_val": 16},
             batch_size=args.batch_size,

@@ -2,7 +2,7 @@
 
 - `check_config`: data keys (`data.batch_size`, `data.num_workers`, `data.min_size`/`max_size`/
   `square_size`, `data.max_pixels`, `data.max_skip_fraction`), and every folder the run will
-  write (run folder, checkpoint folders, the shapes cache when it is still to be generated).
+  write (run folder, checkpoint folders, the data source's folder when its data is still to be made).
   (Parquet footers are the data source's own check, when it opens a split.)
 - `resolve_num_classes`: an explicit `model.num_classes` that conflicts with the data.
 - `check_resume_checkpoint`: `ckpt_path` is a checkpoint of this app whose weights fit the
@@ -23,6 +23,7 @@ import torch
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from frcnn.data.datamodule import build_source
 from frcnn.evaluation.checkpoint import CheckpointError, load_checkpoint
 
 
@@ -37,9 +38,9 @@ def check_config(cfg: Mapping[str, Any]) -> None:
     for name, callback in (cfg.get("callbacks") or {}).items():
         if callback is not None and callback.get("dirpath"):
             check_writable_dir(callback["dirpath"], f"callbacks.{name}.dirpath")
-    data = cfg["data"]
-    if data.get("source") == "shapes" and not (Path(data["path"]).expanduser() / "meta.json").is_file():
-        check_writable_dir(data["path"], "data.path", why="the shapes set is generated there on first use")
+    folder = build_source(cfg["data"]).folder_to_write()
+    if folder is not None:
+        check_writable_dir(folder, "data.path", why="the data is generated there on first use")
 
 
 def check_data(data: Mapping[str, Any]) -> None:

@@ -15,15 +15,15 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from frcnn.data import row_checks as kinds
-from frcnn.data.shapes import ensure_shapes
+from frcnn.data.sources.shapes import ensure_shapes
 from tests.data.bad_rows import expected_counts, planted_rows, sixteen_bit_png, write_bad_split
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run_train(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+def _run_train(args: list[str], cwd: Path, script: str = "train.py") -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT), HYDRA_FULL_ERROR="0")
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def _without_data(tiny_overrides: list[str]) -> list[str]:
@@ -57,6 +57,12 @@ def test_planted_parquet_rows_are_skipped_and_counted(tiny_overrides, shapes_dir
     for kind, count in expected_counts(expected).items():
         assert events.Scalars(f"data/skipped_{kind}")[-1].value == count, kind
         assert re.search(rf"{kind}\D{{0,40}}\b{count}\b", output), f"{kind}={count} not in the log"
+
+    evaluated = _run_train([f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}", "visualize=0", f"hydra.run.dir={tmp_path / 'eval'}"], tmp_path, "evaluate.py")
+    assert evaluated.returncode == 0 and "Traceback" not in evaluated.stdout + evaluated.stderr, evaluated.stderr[-3000:]
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["data_problems"] == dict(expected_counts(expected))
+    assert "data: " + ", ".join(f"{kind}={count}" for kind, count in sorted(expected_counts(expected).items())) in evaluated.stdout
 
 
 @pytest.mark.slow

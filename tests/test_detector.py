@@ -18,7 +18,7 @@ from frcnn import Detector
 from frcnn.convert import COCO_CATEGORY_IDS
 from frcnn.convert import main as convert_main
 from frcnn.data.coco_classes import COCO_CLASSES
-from frcnn.data.shapes import make_row
+from frcnn.data.sources.shapes import make_row
 from frcnn.detector import Detections, build_model
 from frcnn.evaluation.checkpoint import load_checkpoint
 from frcnn.evaluation.inference import in_original_pixels, predict
@@ -57,7 +57,7 @@ def evaluate_path(tiny_checkpoint: Path) -> EvaluatePath:
 
 def _val_image(datamodule, image_id: int) -> bytes:
     """The stored bytes of a shapes val image (ids are 1_000_001, 1_000_002, ...)."""
-    row = make_row(datamodule.shapes_options.get("seed", 0), "val", image_id - 1_000_001)
+    row = make_row(datamodule.source.options.get("seed", 0), "val", image_id - 1_000_001)
     assert row["image_id"] == image_id
     return row["image"]["bytes"]
 

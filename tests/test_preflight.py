@@ -103,7 +103,7 @@ def _files(tmp_path: Path) -> None:
     [
         ("data.batch_size=0", "data.batch_size=0: must be a whole number >= 1", "run"),
         ("model.num_classes=1", "model.num_classes=1 but data.path=", "run"),
-        ("data.path={tmp}/afile/shapes", "data.path={tmp}/afile/shapes cannot be written (the shapes set is generated there on first use)", "run"),
+        ("data.path={tmp}/afile/shapes", "data.path={tmp}/afile/shapes cannot be written (the data is generated there on first use)", "run"),
         ("trainer.max_steps=2", "callbacks.model_checkpoint.dirpath={tmp}/run_with_file/checkpoints cannot be written: {tmp}/run_with_file/checkpoints is a file, not a folder", "run_with_file"),
         ("ckpt_path={tmp}/random.ckpt", "ckpt_path: {tmp}/random.ckpt is truncated or not a PyTorch checkpoint", "run"),
         ("ckpt_path={tmp}/torchvision.pth", "is a torchvision FasterRCNN state dict: convert it first with `python -m frcnn.convert {tmp}/torchvision.pth frcnn_weights.pt --coco-to-80`", "run"),

@@ -1,8 +1,10 @@
-"""`DetectionDataModule`: train/val loaders of `(images, targets)` for the Hub COCO, `shapes` and COCO folders.
+"""`DetectionDataModule`: train/val loaders of `(images, targets)` from any `DataSource`.
 
-Built by `hydra.utils.instantiate(cfg.data)` from `conf/data/{coco,shapes,coco_folder}.yaml`.
-Works outside a Trainer: `dm.setup("fit"); dm.train_dataloader()`. See `frcnn.data.stream` for
-the sample contract and `frcnn.data.partition` for how rows are dealt to ranks × workers.
+Built by `hydra.utils.instantiate(cfg.data)` from `conf/data/{coco,shapes,coco_folder}.yaml`,
+whose `source:` node names the source class (`frcnn/data/sources/`). Works outside a Trainer:
+`dm = DetectionDataModule(Shapes, path=...); dm.setup("fit"); dm.train_dataloader()`. See
+`frcnn.data.stream` for the sample contract and `frcnn.data.partition` for how rows are dealt
+to ranks × workers.
 
 Layout: the loaders take this process's rank and world size from the Trainer the data module is
 attached to (else from `torch.distributed`, else 0 of 1) and hand them to the stream before any
@@ -24,36 +26,37 @@ Outside Lightning: `state = loader.state_dict()`, then `dm.train_dataloader().lo
 
 from __future__ import annotations
 
+import inspect
 import logging
+from collections.abc import Callable, Mapping
 from itertools import islice
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+import hydra
 import lightning as L
 
-from frcnn.data.coco_classes import COCO_CATEGORY_IDS, COCO_CLASSES
-from frcnn.data.coco_folder import CocoFolder
 from frcnn.data.decode import DEFAULT_MAX_PIXELS
 from frcnn.data.loader import StreamLoader
-from frcnn.data.shapes import ensure_shapes
-from frcnn.data.source import RowSource, open_split
+from frcnn.data.source import DataSource, DataSourceError
 from frcnn.data.stream import DetectionStream
 from frcnn.data.transforms import DetectionTransform, ResizeMode, build_resize
 from frcnn.distributed import rank_and_world_size
 from frcnn.evaluation.ground_truth import coco_ground_truth_from_rows
 
 log = logging.getLogger(__name__)
-Source = Literal["hub", "shapes", "coco_folder"]
 
 
 class DetectionDataModule(L.LightningDataModule):
-    """Detection data from one of three sources, all read as Hub-schema rows by `DetectionStream`.
+    """Detection data from a `DataSource`, read as Hub-schema rows by `DetectionStream`.
 
     Args:
-        source: `hub` (a Hub dataset id or a local folder of Hub-schema parquet), `shapes`
-            (generated into `path` on first use), or `coco_folder` (`{path}/{split}/instances.json`).
-        path: Hub id or local folder.
-        revision: the Hub dataset's branch, tag or commit (None: main, resolved to a commit).
+        source: the source's class or a factory of it (a Hydra `_partial_: true` node, e.g.
+            `frcnn.data.sources.hub.HubDataset`), called with `source_options`; or a source
+            built already (then with no `source_options`).
+        source_options: the data config's keys this module does not take, the source's own
+            (`path`, `revision`, `shapes`, ...): at the top of `data` so that `data.path=...`
+            reads the same for every source, and a checkpoint's `data.path` can be overridden.
+        train_split, val_split: the splits' names; the training split declares the categories.
         multiprocessing_context: how DataLoader workers start (`fork`, `spawn`, `forkserver`;
             None: Python's default). The split across workers is the same for all.
         resize: `keep_ratio` (`min_size`/`max_size`), `square` (`square_size`) or `none`.
@@ -63,22 +66,19 @@ class DetectionDataModule(L.LightningDataModule):
         val_limit: only the first `val_limit` validation images (None: all).
         max_skip_fraction: the share of a split's rows that may be skipped before the run stops.
         max_pixels: images above this many pixels are skipped, read from the header (never decoded).
-        shapes: generation options of the `shapes` source (`ensure_shapes` kwargs).
 
     Attributes:
+        source: the built `DataSource`.
         num_classes: classes including background (81 for COCO and shapes).
         class_names: `num_classes` names, index 0 = "background".
-        label_to_category_id: label → the dataset's category id, for results files: COCO's own
-            ids (1..90 with gaps, `COCO_CATEGORY_IDS`) for `hub`/`shapes`, whose 0-based
-            `category` follows COCO's order; the folder's own ids for `coco_folder`. Index 0,
+        label_to_category_id: label → the dataset's category id, for results files (COCO's own
+            ids, 1..90 with gaps, for the Hub COCO and shapes; a folder's own ids). Index 0,
             background, maps to 0.
     """
 
     def __init__(
         self,
-        source: Source = "hub",
-        path: str = "detection-datasets/coco",
-        revision: str | None = None,
+        source: DataSource | Callable[..., DataSource],
         train_split: str = "train",
         val_split: str = "val",
         batch_size: int = 2,
@@ -98,16 +98,12 @@ class DetectionDataModule(L.LightningDataModule):
         val_limit: int | None = None,
         max_skip_fraction: float = 0.01,
         max_pixels: int = DEFAULT_MAX_PIXELS,
-        read_retries: int = 20,
-        retry_interval_s: float = 5.0,
-        shapes: dict[str, int] | None = None,
+        **source_options: Any,
     ) -> None:
         super().__init__()
-        if source not in ("hub", "shapes", "coco_folder"):
-            raise ValueError(f"data.source must be 'hub', 'shapes' or 'coco_folder', got {source!r}")
-        self.source = source
-        self.path = path
-        self.revision = revision
+        if isinstance(source, DataSource) and source_options:
+            raise TypeError(f"data.{next(iter(source_options))} is no data module option and the source is built already")
+        self.source = source if isinstance(source, DataSource) else _call_source(source, source_options)
         self.train_split, self.val_split = train_split, val_split
         self.batch_size = batch_size
         self.loader_kwargs: dict[str, Any] = {"num_workers": num_workers, "pin_memory": pin_memory}
@@ -124,15 +120,9 @@ class DetectionDataModule(L.LightningDataModule):
         self.val_limit = val_limit
         self.max_skip_fraction = max_skip_fraction
         self.max_pixels = max_pixels
-        self.read_retries, self.retry_interval_s = read_retries, retry_interval_s
-        self.shapes_options = dict(shapes or {})
-        if source == "coco_folder":
-            folder = CocoFolder(path, train_split)
-            self.class_names = ["background", *folder.class_names]
-            self.label_to_category_id = [0, *folder.category_ids]
-        else:
-            self.class_names = ["background", *COCO_CLASSES]
-            self.label_to_category_id = [0, *COCO_CATEGORY_IDS]
+        names, category_ids = self.source.categories(train_split)
+        self.class_names = ["background", *names]
+        self.label_to_category_id = [0, *category_ids]
         self.num_classes = len(self.class_names)
         self.train_dataset: DetectionStream | None = None
         self.val_dataset: DetectionStream | None = None
@@ -141,28 +131,20 @@ class DetectionDataModule(L.LightningDataModule):
         self._val_ground_truth: dict[str, Any] | None = None
 
     def prepare_data(self) -> None:
-        """Generate the shapes set once (Lightning calls this on one process per node)."""
-        if self.source == "shapes":
-            ensure_shapes(self.path, **self.shapes_options)
+        """Make the source's data once (Lightning calls this on one process per node)."""
+        self.source.prepare()
 
     def setup(self, stage: str | None = None) -> None:
         """Open the splits and check their annotations (no image is read here)."""
-        if self.source == "shapes":
-            ensure_shapes(self.path, **self.shapes_options)  # no-op once generated; safe across ranks
+        self.source.prepare()  # a no-op once made; safe across ranks
         if stage in ("fit", None) and self.train_dataset is None:
             self.train_dataset = self._stream(self.train_split, train=True)
         if stage in ("fit", "validate", None) and self.val_dataset is None:
             self.val_dataset = self._stream(self.val_split, train=False)
 
-    def _rows(self, split: str) -> RowSource:
-        if self.source == "coco_folder":
-            return CocoFolder(self.path, split).source()
-        path = str(Path(self.path).expanduser()) if self.source == "shapes" else self.path
-        return open_split(path, split, self.revision, self.read_retries, self.retry_interval_s)
-
     def _stream(self, split: str, train: bool) -> DetectionStream:
         return DetectionStream(
-            self._rows(split),
+            self.source.open(split),
             DetectionTransform(self.resize),
             num_classes=self.num_classes,
             train=train,
@@ -235,3 +217,25 @@ class DetectionDataModule(L.LightningDataModule):
                     "data %s: reading revision %s, the checkpoint was trained on %s (pin a Hub dataset with data.revision=)",
                     split, stream.source.revision, saved[split],
                 )  # fmt: skip
+
+
+def build_source(data: Mapping[str, Any]) -> DataSource:
+    """The source of a data config (`cfg.data`) alone, as `DetectionDataModule` builds it, without
+    reading its categories or opening a split."""
+    module_keys = inspect.signature(DetectionDataModule.__init__).parameters
+    options = {key: value for key, value in data.items() if key not in module_keys and not key.startswith("_")}
+    return _call_source(hydra.utils.instantiate(data["source"], _convert_="all"), options)
+
+
+def _call_source(factory: Callable[..., DataSource], options: Mapping[str, Any]) -> DataSource:
+    """`factory(**options)`; keys it does not take (or lacks) are a one-line `DataSourceError`."""
+    signature = inspect.signature(factory)
+    try:
+        signature.bind(**options)
+    except TypeError as error:
+        name = getattr(factory, "func", factory).__name__
+        raise DataSourceError(
+            f"data: {error}: the keys of data that the data module does not take go to its source {name}, "
+            f"which takes {', '.join(signature.parameters)}"
+        ) from None
+    return factory(**options)

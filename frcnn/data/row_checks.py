@@ -20,7 +20,7 @@ Row kept, counted:
                         image was resized after annotation): boxes are scaled to the pixels
     degenerate_box      a box with a side under 1 px as given (zero or negative width/height): dropped
     box_outside_image   a box that keeps under 1 px a side once clipped to the image: dropped
-COCO folders (`coco_folder.CocoFolder.problems`, checked when the folder is opened):
+COCO folders (`sources/coco_folder.CocoFolderSplit.problems`, checked when the folder is opened):
     missing_image_file  an image listed in the json without its file: the image is left out
     unknown_category    an annotation whose category id is not in `categories`: the annotation is left out
     unknown_image       an annotation whose image id is not in `images`: the annotation is left out
@@ -173,3 +173,25 @@ def _column_scale(column_w: Any, column_h: Any, width: int, height: int) -> tupl
         if abs(sx - sy) <= 0.5 / column_w + 0.5 / column_h + 1e-9:
             return sx, sy
     raise BadRow(SIZE_MISMATCH, f"width/height columns {column_w}x{column_h} but the image is {width}x{height}")
+
+
+def annotation_problem(row: Mapping[str, Any], num_classes: int) -> str | None:
+    """The kind of problem of a row's annotations (no image read), or None."""
+    try:
+        check_annotations(row, num_classes)
+    except BadRow as bad:
+        return bad.kind
+    return None
+
+
+def has_trainable_box(row: Mapping[str, Any]) -> bool:
+    """Whether a row (annotations checked) has a non-crowd box that the transform keeps: at least
+    1 px wide and high once clipped to the image (`width` × `height`)."""
+    objects = row["objects"]
+    boxes = np.asarray(objects["bbox"], dtype=np.float64).reshape(-1, 4)
+    boxes = np.clip(boxes, 0, [row["width"], row["height"], row["width"], row["height"]])
+    valid = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
+    crowd = objects.get("iscrowd")
+    if crowd is not None:
+        valid &= ~np.asarray(crowd, dtype=bool)
+    return bool(valid.any())

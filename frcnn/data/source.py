@@ -1,4 +1,5 @@
-"""Where a split's rows come from: parquet files in the Hub schema, read one row group at a time.
+"""Where a split's rows come from: a `DataSource` (a dataset: categories and splits) opens each
+split as a `RowSource`; Hub-schema parquet files are read one row group at a time.
 
 `open_split(path, split)` finds the split's parquet files on one fsspec filesystem: the local
 disk for a folder (`{path}/{split}/**/*.parquet` or a Hub snapshot's `**/{split}-*.parquet`), or
@@ -31,6 +32,32 @@ Row = dict[str, Any]
 
 class DataSourceError(RuntimeError):
     """A data source that cannot be opened or read; the message says how to go on."""
+
+
+class DataSource(ABC):
+    """A dataset: its categories and its splits as `RowSource`s of Hub-schema rows.
+
+    One class per source in `frcnn/data/sources/`, chosen by the data config's `source:` node
+    (`conf/data/*.yaml`); `DetectionDataModule` builds it with the data config's own keys that it
+    does not take itself (`path`, `revision`, ...). See docs/architecture.md, "How to add a dataset".
+    """
+
+    def prepare(self) -> None:
+        """Make the data where it is made on first use; called once per node, then on every rank
+        (must be a no-op once made). Default: nothing to make."""
+
+    def folder_to_write(self) -> Path | None:
+        """The folder `prepare()` is still to write (checked before the run starts), or None."""
+        return None
+
+    @abstractmethod
+    def categories(self, split: str) -> tuple[list[str], list[int]]:
+        """The name and the dataset's own id (for results files) of each 0-based `category`,
+        as `split` (the training split) declares them."""
+
+    @abstractmethod
+    def open(self, split: str) -> "RowSource":
+        """`split`'s rows; raises `DataSourceError` (one line) when it cannot be opened."""
 
 
 class RowSource(ABC):

@@ -19,7 +19,7 @@ training row with a bad annotation or no valid box is left out of the plan, and 
 that fails later (undecodable, no box left after clipping) is counted and, in training, replaced by
 the reader's next good row (or its previous one at the end of its share), so that no reader ever
 falls short of its share; in validation it is skipped. Counts per kind live in shared memory
-(`decode_problems`), summed over workers.
+(`frcnn.data.row_counts`; `decode_problems`), summed over workers.
 
 Resume: `state_dict()`/`load_state_dict()` give and restore this reader's position (epoch, rows
 consumed, layout); `torchdata`'s `StatefulDataLoader` keeps one per worker. Resuming reads only the
@@ -39,15 +39,11 @@ from torch.utils.data import IterableDataset, get_worker_info
 from frcnn.data.decode import DEFAULT_MAX_PIXELS, decode_rgb
 from frcnn.data.partition import TrainingPlan, validation_rows
 from frcnn.data.source import DataSourceError, Row, RowSource
-from frcnn.data.row_checks import ANNOTATION_KINDS, ROW_COUNT_KINDS, ROW_SKIP_KINDS, BadRow, check_annotations, row_targets
+from frcnn.data.row_checks import ANNOTATION_KINDS, BadRow, annotation_problem, has_trainable_box, row_targets
+from frcnn.data.row_counts import MAX_WORKERS, RowCounts
 from frcnn.data.transforms import DetectionTransform
 
 Sample = tuple[torch.Tensor, dict[str, torch.Tensor]]
-
-# What the workers count (`frcnn.data.row_checks`), in the order of the shared counters: rows
-# skipped, boxes dropped or rows repaired, and training rows left without a box.
-COUNTED_KINDS: tuple[str, ...] = (*ROW_SKIP_KINDS, *ROW_COUNT_KINDS, "no_box_after_clipping")
-_MAX_WORKERS = 256  # slots of the shared counters, one per DataLoader worker id
 
 
 class DataLayoutError(DataSourceError):
@@ -108,12 +104,10 @@ class DetectionStream(IterableDataset):
         self.annotation_problems.update({kind: count for kind, count in source.problems.items() if count})
         self.problem_examples = {kind: int(self.image_ids[i]) for i, kind in enumerate(kinds[: self.num_rows]) if kind}
         if train:
-            usable = np.array([kind is None and (_has_box(row) or not skip_empty) for row, kind in zip(annotations, kinds)], dtype=bool)
+            usable = np.array([kind is None and (has_trainable_box(row) or not skip_empty) for row, kind in zip(annotations, kinds)], dtype=bool)
             self.plan = TrainingPlan(source.unit_starts, usable, seed)
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
-        self._skipped = torch.zeros(_MAX_WORKERS, len(COUNTED_KINDS), dtype=torch.int64).share_memory_()
-        self._examples = torch.zeros(_MAX_WORKERS, len(COUNTED_KINDS), dtype=torch.int64).share_memory_()
-        self._rows_read = torch.zeros(_MAX_WORKERS, dtype=torch.int64).share_memory_()
+        self.counts = RowCounts()
         self._position: dict[str, int] = {"epoch": 0, "rows": 0}
         self._resume: dict[str, int] | None = None
 
@@ -171,28 +165,27 @@ class DetectionStream(IterableDataset):
 
     def reset_decode_problems(self) -> None:
         """Start counting anew (each validation pass reads its rows again)."""
-        self._skipped.zero_()
-        self._rows_read.zero_()
+        self.counts.reset()
 
     def decode_problems(self) -> dict[str, int]:
         """What this process's workers counted so far, by kind (`annotation_problems` holds what
         was found before reading, the same on every rank)."""
-        return {kind: count for kind, count in zip(COUNTED_KINDS, self._skipped.sum(0).tolist()) if count}
+        return self.counts.totals()
+
+    def problem_counts(self) -> dict[str, int]:
+        """This process's view of everything counted: `annotation_problems` plus `decode_problems()`."""
+        return dict(Counter(self.annotation_problems) + Counter(self.decode_problems()))
 
     def skip_example(self, kind: str) -> int | None:
         """An image_id skipped for `kind`, if any."""
         if kind in self.problem_examples:
             return self.problem_examples[kind]
-        if kind not in COUNTED_KINDS:  # a source's own problems (named in its warning)
-            return None
-        column = self._examples[:, COUNTED_KINDS.index(kind)]
-        found = column[column != 0]
-        return int(found[0]) if len(found) else None
+        return self.counts.example(kind)  # None for a source's own problems (named in its warning)
 
     @property
     def rows_read(self) -> int:
         """Rows the workers have tried to decode so far."""
-        return int(self._rows_read.sum())
+        return self.counts.rows_read
 
     def state_dict(self) -> dict[str, int]:
         """This reader's position: epoch, rows consumed in it, and the layout it was taken in."""
@@ -214,7 +207,7 @@ class DetectionStream(IterableDataset):
 
     def __iter__(self) -> Iterator[Sample]:
         worker = get_worker_info()
-        yield from self.samples_of(self._reader(), slot=(worker.id if worker is not None else 0) % _MAX_WORKERS)
+        yield from self.samples_of(self._reader(), slot=(worker.id if worker is not None else 0) % MAX_WORKERS)
 
     def samples_of(self, reader: int, slot: int = 0) -> Iterator[Sample]:
         """Reader `reader`'s samples of the current epoch, from the resumed position if any
@@ -261,16 +254,14 @@ class DetectionStream(IterableDataset):
         """The sample at `position` of `order`, or None (counted and warned) for a bad row."""
         row = units.row(position)
         if count:
-            self._rows_read[slot] += 1
+            self.counts.read(slot)
         problem, sample, counts = self._sample(row, epoch)
         if not count:
             return sample
         for counted, number in counts.items():
-            self._skipped[slot, COUNTED_KINDS.index(counted)] += number
+            self.counts.add(slot, counted, number)
         if problem is not None and problem.kind not in ANNOTATION_KINDS:  # those were counted before reading
-            index = COUNTED_KINDS.index(problem.kind)
-            self._skipped[slot, index] += 1
-            self._examples[slot, index] = int(row["image_id"])
+            self.counts.add(slot, problem.kind, image_id=int(row["image_id"]))
             warnings.warn(f"skipping image_id={row['image_id']}: {problem} ({self.source.description})", stacklevel=2)
         return sample
 
@@ -320,24 +311,3 @@ class _UnitCache:
             del self.units[unit]
         return row
 
-
-def annotation_problem(row: Row, num_classes: int) -> str | None:
-    """The kind of problem of a row's annotations (no image read), or None."""
-    try:
-        check_annotations(row, num_classes)
-    except BadRow as bad:
-        return bad.kind
-    return None
-
-
-def _has_box(row: Row) -> bool:
-    """Whether a row (annotations checked) has a non-crowd box that the transform keeps: at least
-    1 px wide and high once clipped to the image (`width` × `height`)."""
-    objects = row["objects"]
-    boxes = np.asarray(objects["bbox"], dtype=np.float64).reshape(-1, 4)
-    boxes = np.clip(boxes, 0, [row["width"], row["height"], row["width"], row["height"]])
-    valid = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
-    crowd = objects.get("iscrowd")
-    if crowd is not None:
-        valid &= ~np.asarray(crowd, dtype=bool)
-    return bool(valid.any())

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from frcnn.data.legacy_config import current_data_config
 from frcnn.modeling.config import checkpoint_model_config
 
 # Parameter names only torchvision's FasterRCNN has (ours renames the FPN and RPN head).
@@ -73,8 +74,13 @@ def load_checkpoint(path: str | Path | None) -> LoadedCheckpoint:
         }
         if not state_dict:
             raise CheckpointError(f"{path} is a Lightning checkpoint without model.* weights")
-        try:  # checkpoints written before the model config had one node per stage are translated
-            cfg = dict(hparams["cfg"], model=checkpoint_model_config(hparams["cfg"]["model"]))
+        # Checkpoints written before the data and model configs had one node per stage / source
+        # are translated to today's configs.
+        cfg = dict(hparams["cfg"])
+        try:
+            cfg["model"] = checkpoint_model_config(cfg["model"])
+            if "data" in cfg:
+                cfg["data"] = current_data_config(cfg["data"])
         except ValueError as error:
             raise CheckpointError(f"{path}: {error}") from None
         return LoadedCheckpoint(

@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from frcnn.data.datamodule import DetectionDataModule
+from frcnn.data.sources.coco_folder import CocoFolder
 
 
 def write_coco_folder(root):
@@ -32,7 +33,7 @@ def write_coco_folder(root):
 
 def test_coco_folder_maps_categories_and_boxes(tmp_path):
     write_coco_folder(tmp_path)
-    dm = DetectionDataModule(source="coco_folder", path=str(tmp_path), num_workers=0, batch_size=2, resize="none")
+    dm = DetectionDataModule(CocoFolder, path=str(tmp_path), num_workers=0, batch_size=2, resize="none")
     assert dm.num_classes == 3
     assert dm.class_names == ["background", "airplane", "cat"]
     assert dm.label_to_category_id == [0, 5, 17]

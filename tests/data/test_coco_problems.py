@@ -9,7 +9,7 @@ import logging
 from PIL import Image
 
 from frcnn.data import row_checks as kinds
-from frcnn.data.coco_folder import CocoFolder
+from frcnn.data.sources.coco_folder import CocoFolder, CocoFolderSplit
 from frcnn.data.datamodule import DetectionDataModule
 
 
@@ -41,7 +41,7 @@ def write_problem_folder(root, split="train"):
 def test_problems_are_counted_and_named_once_each(tmp_path, caplog):
     split_dir = write_problem_folder(tmp_path)
     with caplog.at_level(logging.WARNING, logger="frcnn.data.coco_problems"):
-        folder = CocoFolder(tmp_path, "train")
+        folder = CocoFolderSplit(tmp_path, "train")
     assert folder.problems == {kinds.MISSING_IMAGE_FILE: 1, kinds.UNKNOWN_CATEGORY: 2, kinds.UNKNOWN_IMAGE: 1}
     lines = [record.getMessage() for record in caplog.records]
     assert len(lines) == 3 and all("\n" not in line for line in lines)
@@ -50,15 +50,15 @@ def test_problems_are_counted_and_named_once_each(tmp_path, caplog):
     assert "1 annotation(s) with an unknown image id (77)" in lines[2]
     assert [image["id"] for image in folder.images] == [1, 2]
     with caplog.at_level(logging.WARNING, logger="frcnn.data.coco_problems"):
-        assert CocoFolder(tmp_path, "train").problems == folder.problems
+        assert CocoFolderSplit(tmp_path, "train").problems == folder.problems
     assert len(caplog.records) == 3, "said once per process"
-    assert {image_id: [a["id"] for a in kept] for image_id, kept in folder.annotations.items()} == {1: [10], 2: [13]}
+    assert {image_id: [a["id"] for a in kept] for image_id, kept in folder.annotations_of.items()} == {1: [10], 2: [13]}
 
 
 def test_folder_with_problems_streams_the_good_rows(tmp_path):
     write_problem_folder(tmp_path)
     (tmp_path / "val").symlink_to(tmp_path / "train")
-    dm = DetectionDataModule(source="coco_folder", path=str(tmp_path), num_workers=0, batch_size=2, resize="none")
+    dm = DetectionDataModule(CocoFolder, path=str(tmp_path), num_workers=0, batch_size=2, resize="none")
     dm.setup("validate")
     targets = {int(t["image_id"]): t["labels"].tolist() for _, batch in dm.val_dataloader() for t in batch}
     assert targets == {1: [1], 2: [1]}
@@ -71,5 +71,5 @@ def test_clean_folder_has_zero_problems(tmp_path, caplog):
     coco["annotations"] = [a for a in coco["annotations"] if a["category_id"] == 5 and a["image_id"] in (1, 2)]
     (split_dir / "instances.json").write_text(json.dumps(coco))
     with caplog.at_level(logging.WARNING, logger="frcnn.data.coco_problems"):
-        assert set(CocoFolder(tmp_path, "train").problems.values()) == {0}
+        assert set(CocoFolderSplit(tmp_path, "train").problems.values()) == {0}
     assert not caplog.records

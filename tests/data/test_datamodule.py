@@ -1,14 +1,24 @@
-"""DetectionDataModule from the Hydra configs: shapes end to end, epochs via Lightning, exact resume."""
+"""DetectionDataModule from the Hydra configs: shapes end to end, epochs via Lightning, exact resume,
+and the val split's stored annotations as COCO ground truth (`val_ground_truth`)."""
 
+import contextlib
+import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from lightning.fabric.utilities.data import _set_sampler_epoch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
-from frcnn.data.shapes import ensure_shapes, make_row
+from frcnn.data.datamodule import DetectionDataModule
+from frcnn.data.sources.hub import HubDataset
+from frcnn.data.sources.shapes import ensure_shapes
+from frcnn.evaluation import COCOEvaluator
+from hub_rows import hub_row, write_split
 
 CONF_DIR = str(Path(__file__).parents[2] / "conf" / "data")
 TINY_SHAPES = {"num_train": 24, "num_val": 6, "seed": 0, "train_shards": 4, "val_shards": 2}
@@ -24,23 +34,6 @@ def shapes_dm(shapes_dir: Path, **overrides):
         cfg = compose("shapes", overrides=[f"path={shapes_dir}", *(f"{key}={value}" for key, value in overrides.items())])
     cfg.shapes = TINY_SHAPES
     return instantiate(cfg)
-
-
-@pytest.mark.parametrize("name", ["coco", "shapes", "coco_folder"])
-def test_every_data_config_names_the_datamodule(name):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(name)
-    assert cfg._target_ == "frcnn.data.datamodule.DetectionDataModule"
-
-
-def test_shapes_generation_is_deterministic_and_learnable(shapes_dir):
-    assert make_row(0, "train", 3) == make_row(0, "train", 3)
-    rows = [make_row(0, "train", index) for index in range(40)]
-    assert any(not row["objects"]["bbox"] for row in rows)
-    assert len({(row["width"], row["height"]) for row in rows}) > 30
-    sides = [min(x1 - x0, y1 - y0) for row in rows for x0, y0, x1, y1 in row["objects"]["bbox"]]
-    assert min(sides) < 16 and max(sides) > 64
-    assert ensure_shapes(shapes_dir, **TINY_SHAPES) == shapes_dir  # second call reuses the folder
 
 
 def test_shapes_datamodule_yields_the_sample_contract(shapes_dir):
@@ -100,3 +93,48 @@ def test_datamodule_resumes_mid_epoch_exactly(shapes_dir, num_workers):
     for (_, boxes, images), (_, expected_boxes, expected_images) in zip(head + tail, straight):
         torch.testing.assert_close(boxes, expected_boxes)
         assert all(torch.equal(a, b) for a, b in zip(images, expected_images))
+
+
+def test_a_resume_on_another_data_revision_warns_in_one_line(shapes_dir, caplog):
+    dm = shapes_dm(shapes_dir, num_workers=0)
+    dm.setup("fit")
+    state = dm.state_dict()
+    assert state["revisions"]["train"].startswith("local-")  # a fingerprint of the local files
+    with caplog.at_level("WARNING", logger="frcnn.data.datamodule"):
+        dm.load_state_dict({**state, "revisions": {**state["revisions"], "train": "0123abc"}})
+    (record,) = caplog.records
+    assert "\n" not in record.getMessage() and "the checkpoint was trained on 0123abc" in record.getMessage()
+
+
+def test_hub_split_area_ranges_follow_area(tmp_path):
+    """Hub rows whose `area` differs from the box area: COCO's ranges follow `area`; the Hub's
+    0-based categories become COCO's ids."""
+    rows = [
+        hub_row(1, width=300, height=300, boxes=[(10, 10, 210, 210)], categories=[0]),  # box large
+        hub_row(2, width=300, height=300, boxes=[(20, 20, 30, 30)], categories=[79]),  # box small
+        hub_row(3, width=300, height=300, boxes=[(50, 50, 100, 100)], categories=[11]),  # box medium
+    ]
+    for row, area in zip(rows, (500, 50000, 2500)):  # small, large, medium by area
+        row["objects"]["area"] = [area]
+    write_split(tmp_path, "val", rows, num_shards=2)
+    dm = DetectionDataModule(HubDataset, path=str(tmp_path), num_workers=0)
+    ground_truth = dm.val_ground_truth()
+    assert [a["area"] for a in ground_truth["annotations"]] == [500, 50000, 2500]
+    assert [a["category_id"] for a in ground_truth["annotations"]] == [1, 90, 13]  # person, toothbrush, stop sign
+    assert [a["iscrowd"] for a in ground_truth["annotations"]] == [0, 0, 0]  # the Hub schema has none
+
+    # Perfect detections of images 1 (small by area) and 3 (medium); image 2 (large by area) missed.
+    found = [{"boxes": torch.tensor([box]), "scores": torch.tensor([0.9]), "labels": torch.tensor([label])}
+             for box, label in (((10.0, 10.0, 210.0, 210.0), 1), ((50.0, 50.0, 100.0, 100.0), 12))]  # fmt: skip
+    nothing = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)}
+    evaluator = COCOEvaluator(dm.label_to_category_id, ground_truth=ground_truth)
+    evaluator.update([found[0], nothing, found[1]], [1, 2, 3])
+    stats = evaluator.summary().stats
+    assert (stats[3], stats[4], stats[5]) == (1.0, 1.0, 0.0)  # by box area it would be APs 0, APl 1
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools, the oracle
+        coco_gt = COCO()
+        coco_gt.dataset = evaluator.coco_ground_truth()
+        coco_gt.createIndex()
+        oracle = COCOeval(coco_gt, coco_gt.loadRes(evaluator.coco_results()), "bbox")
+        oracle.evaluate(), oracle.accumulate(), oracle.summarize()
+    np.testing.assert_allclose(stats, oracle.stats, atol=1e-6, rtol=0)

@@ -43,7 +43,7 @@ def shapes_checkpoint(tmp_path_factory) -> Path:
     cfg = OmegaConf.to_container(cfg, resolve=False)
     cfg["data"] = {
         "_target_": "frcnn.data.datamodule.DetectionDataModule",
-        "source": "shapes",
+        "source": {"_target_": "frcnn.data.sources.shapes.Shapes", "_partial_": True},
         "path": str(folder / "shapes"),
         "batch_size": 2,
         "num_workers": 0,

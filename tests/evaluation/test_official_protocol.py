@@ -12,6 +12,8 @@ from torch import nn
 
 from frcnn.data.coco_classes import COCO_CATEGORY_IDS, COCO_CLASSES
 from frcnn.data.datamodule import DetectionDataModule
+from frcnn.data.sources.coco_folder import CocoFolder
+from frcnn.data.sources.shapes import Shapes
 from frcnn.evaluation import COCOEvaluator, evaluate_coco, load_ground_truth_json, write_json
 from frcnn.lit import DetectionModule
 from frcnn.lit.module import VAL_METRIC_NAMES
@@ -27,7 +29,7 @@ def folder(tmp_path):
 
 
 def folder_datamodule(folder, **kwargs) -> DetectionDataModule:
-    return DetectionDataModule(**{"source": "coco_folder", "path": str(folder), "num_workers": 0, "batch_size": 2, "resize": "none", **kwargs})
+    return DetectionDataModule(**{"source": CocoFolder, "path": str(folder), "num_workers": 0, "batch_size": 2, "resize": "none", **kwargs})
 
 
 def test_folder_scores_equal_pycocotools_over_its_own_instances_json(folder):
@@ -138,7 +140,7 @@ def test_coco_ids_round_trip_from_torchvision(tmp_path):
     our_scores, our_deltas = ours(features)
     their_ids = their_scores[:, 1:].argmax(1) + 1  # torchvision's labels are COCO ids
     our_labels = our_scores[:, 1:].argmax(1) + 1
-    label_to_category_id = DetectionDataModule(source="shapes", path=str(tmp_path / "unused")).label_to_category_id
+    label_to_category_id = DetectionDataModule(Shapes, path=str(tmp_path / "unused")).label_to_category_id
     assert torch.equal(torch.tensor(label_to_category_id)[our_labels], their_ids)
     assert len(set(their_ids.tolist())) > 40
     torch.testing.assert_close(our_deltas.reshape(-1, 81, 4), their_deltas.reshape(-1, 91, 4)[:, [0, *COCO_CATEGORY_IDS]])

@@ -57,7 +57,15 @@ def test_proposals_equal(pair):
         actual = ours.proposals(images)
     for exp, act, image, resized in zip(expected, actual, images, image_list.image_sizes):
         ratio = torch.tensor([image.shape[2] / resized[1], image.shape[1] / resized[0]] * 2)
-        torch.testing.assert_close(act, exp * ratio, atol=1e-3, rtol=1e-5)
+        exp = exp * ratio
+        # The same boxes within the tolerance. The folded frozen batch norm is not bit-identical to
+        # torchvision's conv + BN, so two proposals whose objectness ties to ~1e-6 (random weights
+        # make many) may come out in the other order: every box must have a reference box within
+        # the tolerance, and every reference box one of ours.
+        assert act.shape == exp.shape
+        distance = torch.cdist(act.double(), exp.double(), p=float("inf"))
+        torch.testing.assert_close(act, exp[distance.argmin(dim=1)], atol=1e-3, rtol=1e-5)
+        torch.testing.assert_close(act[distance.argmin(dim=0)], exp, atol=1e-3, rtol=1e-5)
 
 
 def test_training_losses_equal(pair):

@@ -1,18 +1,23 @@
-"""Stream contents: label mapping, empty images in validation, corrupt images, epochs and resume."""
+"""`DetectionStream`: label mapping, empty images in validation, corrupt images, epochs and resume,
+and reads limited to a reader's own rows."""
 
+import numpy as np
 import pytest
 import torch
 
-from frcnn.data.source import DataSourceError, open_split
+from frcnn.data.source import DataSourceError, RowSource, open_split
 from frcnn.data.stream import DataLayoutError, DetectionStream
 from frcnn.data.transforms import DetectionTransform, build_resize
 
 from hub_rows import hub_row, jpeg_bytes
 
 
+IDENTITY = DetectionTransform(build_resize("none", 0, 0, 0))
+TINY_PNG = jpeg_bytes(8, 8, mode="RGBA")  # PNG: lossless and tiny
+
+
 def make_stream(folder, train: bool = False, **kwargs) -> DetectionStream:
-    transform = DetectionTransform(build_resize("none", 0, 0, 0))
-    return DetectionStream(open_split(str(folder), "val"), transform, num_classes=81, train=train, **kwargs)
+    return DetectionStream(open_split(str(folder), "val"), IDENTITY, num_classes=81, train=train, **kwargs)
 
 
 def test_category_0_and_79_become_labels_1_and_80(hub_folder):
@@ -114,3 +119,44 @@ def test_too_few_training_images_for_the_readers_is_one_line(hub_folder, boxed_r
     with pytest.raises(DataSourceError, match="12 usable training images cannot give each of 8 readers") as error:
         stream.set_layout(rank=0, world_size=2, num_workers=4)
     assert "\n" not in str(error.value) and "data.num_workers" in str(error.value)
+
+
+class CountingSource(RowSource):
+    """40 shards of unequal sizes cut in row groups of 25 rows; counts the rows each unit read returns."""
+
+    def __init__(self, shard_sizes: list[int], rows_per_group: int = 25) -> None:
+        self.description, self.revision = "simulated", None
+        sizes = [size for shard in shard_sizes for size in [rows_per_group] * (shard // rows_per_group) + [shard % rows_per_group] if size]
+        self.unit_sizes = np.asarray(sizes, dtype=np.int64)
+        self.rows_returned = 0
+
+    def _row(self, index: int, with_image: bool) -> dict:
+        row = hub_row(index + 1, 8, 8, boxes=[(1.0, 1.0, 7.0, 7.0)], categories=[3], image=TINY_PNG)
+        return row if with_image else {key: value for key, value in row.items() if key != "image"}
+
+    def read_unit(self, unit: int) -> list[dict]:
+        start, end = self.unit_starts[unit], self.unit_starts[unit + 1]
+        self.rows_returned += int(end - start)
+        return [self._row(index, True) for index in range(start, end)]
+
+    def annotations(self) -> list[dict]:
+        return [self._row(index, False) for index in range(self.num_rows)]
+
+
+def test_simulated_8_ranks_x_4_workers_over_40_unequal_shards():
+    """Each of the 32 readers gets the same number of rows, every row is read once, and a reader
+    reads about 1/32 of the split, not the whole of it."""
+    shard_sizes = [40 + (7 * shard) % 45 for shard in range(40)]  # 40 to 84 rows
+    source = CountingSource(shard_sizes)
+    stream = DetectionStream(source, IDENTITY, num_classes=81, train=True, batch_size=2, shuffle_block=64)
+    stream.set_layout(rank=0, world_size=8, num_workers=4)
+    per_reader, read_per_reader = [], []
+    for reader in range(32):
+        source.rows_returned = 0
+        per_reader.append([int(target["image_id"]) for _, target in stream.samples_of(reader)])
+        read_per_reader.append(source.rows_returned)
+    share = len(per_reader[0])
+    assert {len(ids) for ids in per_reader} == {share} and share == 2 * (source.num_rows // 64)
+    assert len(set(sum(per_reader, []))) == 32 * share > source.num_rows - 64  # each row once; < 64 carried over
+    assert max(read_per_reader) <= share + 2 * 25  # its share plus the two row groups at its ends
+    print(f"rows {source.num_rows}, share {share}, rows read per reader {min(read_per_reader)}..{max(read_per_reader)}")

@@ -1,12 +1,12 @@
-"""`shapes`: a deterministic, learnable synthetic detection set written as parquet in the Hub schema.
+"""`Shapes`: a deterministic, learnable synthetic detection set written as parquet in the Hub schema.
 
 Each image has a textured background and 0–5 shapes; the shape and its colour give the class:
 blue rectangle = tv, orange ellipse = orange, green triangle = kite, red ellipse = apple.
 Objects range from ~8 px to most of the image and may occlude each other; boxes are the shapes'
 full extents. Generated once into a folder (`train/*.parquet`, `val/*.parquet`, `meta.json`)
-that the very same stream code as COCO then reads:
+that the very same stream code as COCO then reads (`Shapes.open` → `open_split`). By hand:
 
-    python -m frcnn.data.shapes --out DIR --train 512 --val 64
+    python -m frcnn.data.sources.shapes --out DIR --train 512 --val 64
 """
 
 import argparse
@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import datasets
@@ -22,7 +23,9 @@ import numpy as np
 from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 from PIL import Image, ImageDraw
 
+from frcnn.data.coco_classes import COCO_CATEGORY_IDS, COCO_CLASSES
 from frcnn.data.schema import hub_features
+from frcnn.data.source import DataSource, ParquetSource, open_split
 
 # (COCO category index, shape, RGB colour)
 SHAPE_CLASSES: tuple[tuple[int, str, tuple[int, int, int]], ...] = (
@@ -139,6 +142,32 @@ def ensure_shapes(
     if found != meta:
         raise ValueError(f"{out} holds a shapes set made with {found}, not {meta}: delete it or choose another data.path")
     return out
+
+
+class Shapes(DataSource):
+    """The shapes set in `path`, generated there on first use; COCO's categories.
+
+    Args:
+        path: the set's folder (made by `prepare()` when it holds no `meta.json`).
+        shapes: generation options, `ensure_shapes`' keywords (`num_train`, `num_val`, `seed`,
+            `train_shards`, `val_shards`); a folder made with others is refused in one line.
+    """
+
+    def __init__(self, path: str | os.PathLike, shapes: Mapping[str, int] | None = None) -> None:
+        self.path = Path(path).expanduser()
+        self.options = dict(shapes or {})
+
+    def prepare(self) -> None:
+        ensure_shapes(self.path, **self.options)
+
+    def folder_to_write(self) -> Path | None:
+        return None if (self.path / "meta.json").is_file() else self.path
+
+    def categories(self, split: str) -> tuple[list[str], list[int]]:
+        return list(COCO_CLASSES), list(COCO_CATEGORY_IDS)
+
+    def open(self, split: str) -> ParquetSource:
+        return open_split(str(self.path), split)
 
 
 def main() -> None:
