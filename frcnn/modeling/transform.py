@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from frcnn.modeling.structures import GroundTruth, ImageBatch
+from frcnn.ops.rescale import to_original_pixels
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImageTransform", "image_sizes"]
 
@@ -64,8 +65,7 @@ class ImageTransform(nn.Module):
 
     def map_back(self, boxes: Tensor, batch: ImageBatch, original_sizes: Tensor) -> Tensor:
         """Boxes ``[B, D, 4]`` in the batch frame → the input images' pixels (``original_sizes [B, 2]``)."""
-        ratio = original_sizes.float() / batch.image_sizes.float()
-        return boxes * ratio.flip(-1).repeat(1, 2)[:, None]  # (w, h, w, h) ratios
+        return to_original_pixels(boxes, batch.image_sizes, original_sizes)
 
     def _prepare(self, image: Tensor) -> Tensor:
         image = image.float() / 255 if image.dtype == torch.uint8 else image.float()
