@@ -12,6 +12,8 @@ from frcnn.distributed import gather_objects
 
 # torchdata's StatefulDataLoader calls an API torch deprecated; nothing a user can act on.
 warnings.filterwarnings("ignore", message=".*'set_vital' is deprecated.*")
+# Lightning warns that an IterableDataset's length may be wrong with workers; ours is exact by construction.
+warnings.filterwarnings("ignore", message=".*Your `IterableDataset` has `__len__` defined.*")
 
 
 class _EpochSetter(Sampler[None]):
