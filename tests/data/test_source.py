@@ -71,3 +71,33 @@ def test_parquet_in_another_schema_names_the_missing_column(tmp_path):
     with pytest.raises(SchemaError, match="missing column 'width'") as error:
         open_split(str(tmp_path), "val")
     assert "\n" not in str(error.value)
+
+
+class FlakyFilesystem:
+    """The local filesystem, except that the first `failures` opens raise a network error."""
+
+    def __init__(self, failures: int) -> None:
+        self.local, self.failures, self.opens = fsspec.filesystem("file"), failures, 0
+
+    def __getattr__(self, name):
+        return getattr(self.local, name)
+
+    def open(self, path, mode="rb"):
+        self.opens += 1
+        if self.opens <= self.failures:
+            raise ConnectionError(f"simulated read error {self.opens}")
+        return self.local.open(path, mode)
+
+
+@pytest.mark.parametrize("failures", [2, 5])
+def test_read_errors_are_retried_then_named_in_one_line(hub_folder, boxed_rows, monkeypatch, failures):
+    folder = hub_folder(boxed_rows)
+    flaky = FlakyFilesystem(failures)
+    monkeypatch.setattr(source_module, "_hub_filesystem", lambda repo_id, revision: (flaky, str(folder), "c0ffee"))
+    if failures <= 3:  # within read_retries=3: the split opens and reads
+        split = open_split("detection-datasets/coco", "val", read_retries=3, retry_interval_s=0.0)
+        assert len(split.read_unit(0)) == len(boxed_rows) and flaky.opens == failures + 1
+        return
+    with pytest.raises(DataSourceError, match=r"000.parquet failed 4 times \(simulated read error 4\)") as error:
+        open_split("detection-datasets/coco", "val", read_retries=3, retry_interval_s=0.0)
+    assert "\n" not in str(error.value) and "data.read_retries" in str(error.value)
