@@ -15,6 +15,7 @@ image is decoded.
 
 from __future__ import annotations
 
+import os
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -115,6 +116,7 @@ class ParquetSource(RowSource):
         self.fs, self.files, self.description, self.revision = fs, list(files), description, revision
         self.read_retries, self.retry_interval_s = read_retries, retry_interval_s
         self._open: dict[int, pq.ParquetFile] = {}
+        self._open_in = os.getpid()
         unit_file, unit_group, sizes = [], [], []
         for file_index, file in enumerate(self.files):
             metadata = self._with_retries(file_index, lambda handle: handle.metadata)
@@ -130,6 +132,13 @@ class ParquetSource(RowSource):
     def __getstate__(self) -> dict[str, Any]:
         # Open file handles stay in the process that opened them (DataLoader workers reopen).
         return {**self.__dict__, "_open": {}}
+
+    def _handles(self) -> dict[int, pq.ParquetFile]:
+        """This process's open files. A forked DataLoader worker inherits its parent's handles,
+        whose file offsets it would share with the parent and its siblings: it opens its own."""
+        if self._open_in != os.getpid():
+            self._open, self._open_in = {}, os.getpid()
+        return self._open
 
     def read_unit(self, unit: int) -> list[Row]:
         file_index, group = int(self.unit_file[unit]), int(self.unit_group[unit])
@@ -147,17 +156,18 @@ class ParquetSource(RowSource):
         """`read(parquet_file)`, retried on `OSError`; a file that is not parquet fails at once."""
         file = self.files[file_index]
         for attempt in range(self.read_retries + 1):
+            handles = self._handles()
             try:
-                if file_index not in self._open:
-                    self._open[file_index] = pq.ParquetFile(self.fs.open(file, "rb"))
-                return read(self._open[file_index])
+                if file_index not in handles:
+                    handles[file_index] = pq.ParquetFile(self.fs.open(file, "rb"))
+                return read(handles[file_index])
             except pa.ArrowInvalid as error:
                 raise DataSourceError(
                     f"{self.description}: {file} is not a readable parquet file ({error}); "
                     "delete it or download it again"
                 ) from None
             except OSError as error:
-                self._open.pop(file_index, None)
+                handles.pop(file_index, None)
                 if attempt == self.read_retries:
                     raise DataSourceError(
                         f"{self.description}: reading {file} failed {attempt + 1} times ({error}); "
