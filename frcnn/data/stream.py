@@ -97,12 +97,12 @@ class DetectionStream(IterableDataset):
         self.rank, self.world_size, self.num_workers = 0, 1, 0
         annotations = source.annotations()
         kinds = [annotation_problem(row, num_classes) for row in annotations]
-        self.image_ids = np.asarray([row["image_id"] for row in annotations], dtype=np.int64)
+        image_ids = [int(row["image_id"]) for row in annotations]
         self.num_rows = len(annotations) if limit is None else min(limit, len(annotations))
         # Problems found before any image is read: (kind → count, kind → an example image_id).
         self.annotation_problems = Counter(kind for kind in kinds[: self.num_rows] if kind is not None)
         self.annotation_problems.update({kind: count for kind, count in source.problems.items() if count})
-        self.problem_examples = {kind: int(self.image_ids[i]) for i, kind in enumerate(kinds[: self.num_rows]) if kind}
+        self.problem_examples = {kind: image_ids[i] for i, kind in enumerate(kinds[: self.num_rows]) if kind}
         if train:
             usable = np.array([kind is None and (has_trainable_box(row) or not skip_empty) for row, kind in zip(annotations, kinds)], dtype=bool)
             self.plan = TrainingPlan(source.unit_starts, usable, seed)
