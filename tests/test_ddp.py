@@ -1,6 +1,7 @@
 """Two CPU processes under DDP (gloo), as a user at scale runs them, scaled down: a parquet split of
 unequal shards with empty and corrupt images, epochs that end on both ranks at the same step, a
-validation split that leaves one rank without images, a kill -9 of every rank and an exact resume."""
+validation split that leaves one rank without images, a kill -9 of every rank or an error on one,
+and an exact resume."""
 
 from __future__ import annotations
 
@@ -97,16 +98,35 @@ def test_ranks_take_equal_steps_across_epochs_and_validation_with_an_empty_rank(
     assert "val/map" in (base / "run" / "csv" / "metrics.csv").read_text()
 
 
+INTERRUPTIONS = {
+    "kill -9 of every rank": ("+callbacks.kill._target_=tests.lit.step_recorder.KillAtStep", "+callbacks.kill.step=5"),
+    "disk full on rank 0": ("+callbacks.fail._target_=tests.lit.step_recorder.FailAtStep", "+callbacks.fail.step=5", "+callbacks.fail.rank=0"),
+    "disk full on rank 1": ("+callbacks.fail._target_=tests.lit.step_recorder.FailAtStep", "+callbacks.fail.step=5", "+callbacks.fail.rank=1"),
+}
+
+
 @pytest.mark.slow
-def test_kill_9_of_every_rank_then_resume_continues_each_rank_exactly(hub_copy, uninterrupted, tmp_path):
-    """Killed after step 5 (last.ckpt of step 4, mid-epoch): the resumed run gives each rank the
-    same images and losses for steps 5-7 as the uninterrupted run."""
+@pytest.mark.parametrize("interruption", list(INTERRUPTIONS))
+def test_interrupted_run_resumes_each_rank_exactly(hub_copy, uninterrupted, tmp_path, interruption):
+    """Stopped after step 5 (last.ckpt of step 4, mid-epoch) by a kill of every rank or by an
+    error on one rank — which must end every rank at once, not leave the other waiting in a
+    collective — the resumed run gives each rank the same images and losses for steps 5-7 as
+    the uninterrupted run."""
     base, straight = uninterrupted
     assert straight.returncode == 0, straight.stderr[-3000:]
     run_dir, steps_dir = tmp_path / "run", tmp_path / "steps"
-    killed = _ddp_run(hub_copy, run_dir, steps_dir, "+callbacks.kill._target_=tests.lit.step_recorder.KillAtStep", "+callbacks.kill.step=5")
-    assert killed.returncode == -9, killed.stderr[-3000:]
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    stopped = _ddp_run(hub_copy, run_dir, steps_dir, *INTERRUPTIONS[interruption], timeout=200)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if interruption.startswith("kill"):
+        assert stopped.returncode == -9, stopped.stderr[-3000:]
+    else:
+        assert stopped.returncode != 0
+        rank = interruption[-1]
+        assert (
+            f"run stopped at step 5 by OSError on rank {rank}; a multi-process run saves no state on failure: "
+            f"resume from {last} (step 4; python train.py ckpt_path={last})"
+        ) in stopped.stdout + stopped.stderr
+    assert torch.load(last, weights_only=True)["global_step"] == 4
     resumed = _ddp_run(hub_copy, run_dir, steps_dir, "resume=true")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     for rank in (0, 1):

@@ -44,7 +44,7 @@ class LastCheckpoint(Callback):
             raise ValueError(f"every_n_train_steps must be >= 0 (0: only at validation and the end), got {every_n_train_steps}")
         self.path = Path(dirpath) / filename
         self.every_n_train_steps = every_n_train_steps
-        self._saved_step: int | None = None
+        self.saved_step: int | None = None  # the global step of the file at `path`, once written
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = trainer.global_step
@@ -59,7 +59,7 @@ class LastCheckpoint(Callback):
         self._save(trainer)
 
     def _save(self, trainer: pl.Trainer) -> None:
-        if trainer.fast_dev_run or self._saved_step == trainer.global_step:
+        if trainer.fast_dev_run or self.saved_step == trainer.global_step:
             return
         trainer.save_checkpoint(self.path)
-        self._saved_step = trainer.global_step
+        self.saved_step = trainer.global_step

@@ -1,28 +1,37 @@
-"""`RescueCheckpoint`: when a run fails after training has started, save its state first.
+"""`RescueCheckpoint`: what a failed run does so that it loses as little as possible, and hangs nowhere.
 
 A crash in validation, in a checkpoint write (a full disk, a file where the checkpoints folder
 should be) or anywhere else after the first step would otherwise lose every step since the last
-checkpoint. The state is written with the same contents as Lightning's own checkpoints, to the
-first folder that takes it, and the log says where in one line.
+checkpoint. One process saves its whole state first. Several (DDP) cannot: a checkpoint holds
+every rank's data position and random state, which only a collective gathers, and after a
+failure on one rank the others may never reach it (a full disk on rank 0 left rank 1 waiting
+in a barrier while rank 0 waited in the gather: a hang until the test's timeout).
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
+
+from frcnn.lit.checkpointing import LastCheckpoint
 
 log = logging.getLogger("train")
 
 
 class RescueCheckpoint(Callback):
-    """On an exception after the first training step, save `last.ckpt` to the first writable
-    folder of `dirpaths` (e.g. the checkpoints folder, then the run folder).
+    """On an exception: in one process, after the first training step, save `last.ckpt` to the
+    first writable folder of `dirpaths` (e.g. the checkpoints folder, then the run folder) and say
+    where in one line.
 
-    No barrier is involved (only the failing process writes), so a failure on one DDP rank
-    cannot hang here; ranks other than 0 write `last-rank{r}.ckpt`.
+    In a multi-process run nothing is gathered and nothing is written: the log names the last
+    checkpoint that every rank wrote (`LastCheckpoint`, every N steps), and the main process stops
+    the other ranks at once — as Lightning does when a child process fails — rather than leave
+    them blocked in a collective until the process-group timeout.
     """
 
     def __init__(self, dirpaths: list[str], filename: str = "last.ckpt") -> None:
@@ -30,20 +39,22 @@ class RescueCheckpoint(Callback):
         self.filename = filename
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        if trainer.global_step == 0:
-            return  # nothing trained yet: nothing to lose
-        rank = trainer.global_rank
-        filename = self.filename if rank == 0 else f"{Path(self.filename).stem}-rank{rank}{Path(self.filename).suffix}"
         stopped = f"run stopped at step {trainer.global_step} by {type(exception).__name__}"
+        if trainer.world_size > 1:
+            log.error("%s on rank %d; %s", stopped, trainer.global_rank, _last_complete_checkpoint(trainer))
+            _stop_other_ranks(trainer)
+        elif trainer.global_step > 0:  # before the first step there is nothing to lose
+            self._save(trainer, stopped)
+
+    def _save(self, trainer: pl.Trainer, stopped: str) -> None:
         try:
-            # What `trainer.save_checkpoint` writes, without its barrier across ranks.
             checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
         except Exception as error:
             log.error("%s; its state could not be saved: %s", stopped, _one_line(error))
             return
         failures = []
         for folder in self.dirpaths:
-            path = folder / filename
+            path = folder / self.filename
             try:
                 trainer.strategy.checkpoint_io.save_checkpoint(checkpoint, path)
             except Exception as error:  # an unwritable folder, a full disk: try the next one
@@ -52,6 +63,25 @@ class RescueCheckpoint(Callback):
             log.error("%s: its state is saved in %s (resume: python train.py ckpt_path=%s)", stopped, path, path)
             return
         log.error("%s; its state could not be saved: %s", stopped, "; ".join(failures))
+
+
+def _last_complete_checkpoint(trainer: pl.Trainer) -> str:
+    """Where a multi-process run resumes from, in words."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, LastCheckpoint) and callback.path.is_file():
+            step = f"step {callback.saved_step}" if callback.saved_step is not None else "written before this run resumed"
+            return (
+                f"a multi-process run saves no state on failure: resume from {callback.path} "
+                f"({step}; python train.py ckpt_path={callback.path})"
+            )
+    return "a multi-process run saves no state on failure, and no checkpoint was written before it"
+
+
+def _stop_other_ranks(trainer: pl.Trainer) -> None:
+    """SIGKILL the ranks this process launched (Lightning's script launcher keeps them in `procs`)."""
+    launcher = trainer.strategy.launcher
+    if isinstance(launcher, _SubprocessScriptLauncher) and trainer.is_global_zero:
+        launcher.kill(signal.SIGKILL)
 
 
 def _one_line(error: BaseException) -> str:

@@ -1,4 +1,4 @@
-"""Callbacks for the multi-process tests: record what each rank trained on, or die at a step."""
+"""Callbacks for the multi-process tests: record what each rank trained on, or die or fail at a step."""
 
 from __future__ import annotations
 
@@ -42,3 +42,15 @@ def read_steps(out_dir: Path, rank: int) -> dict[int, tuple[float, list[int]]]:
         step, loss, *ids = line.split()
         steps[int(step)] = (float(loss), [int(image_id) for image_id in ids])
     return steps
+
+
+class FailAtStep(pl.Callback):
+    """Raise `OSError: No space left on device` on one rank after optimizer step `step` — a disk
+    that fills while the other ranks go on into the next step's collectives."""
+
+    def __init__(self, step: int, rank: int) -> None:
+        self.step, self.rank = step, rank
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if trainer.global_step == self.step and trainer.global_rank == self.rank:
+            raise OSError(28, "No space left on device (planted)")
