@@ -71,6 +71,7 @@ def train(cfg: DictConfig) -> float | None:
     module = DetectionModule(module_cfg, datamodule.class_names, datamodule.label_to_category_id)
     if ckpt_path is not None:
         preflight.check_resume_checkpoint(ckpt_path, module.model)
+    preflight.check_checkpoint_space(cfg, module.model)
 
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))

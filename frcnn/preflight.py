@@ -7,12 +7,15 @@
 - `resolve_num_classes`: an explicit `model.num_classes` that conflicts with the data.
 - `check_resume_checkpoint`: `ckpt_path` is a checkpoint of this app whose weights fit the
   model built from this config (not random bytes, a bare state dict or a torchvision one).
+- `check_checkpoint_space`: each checkpoint folder has room for a checkpoint of the model built.
 - `RunDirCheck`: a Hydra callback for `hydra.run.dir`/`hydra.sweep.dir`, which Hydra creates
   before `train.py`'s own code runs.
 """
 
 from __future__ import annotations
 
+import logging
+import shutil
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -27,6 +30,8 @@ from omegaconf import DictConfig
 from frcnn.data.datamodule import build_source
 from frcnn.evaluation.checkpoint import CheckpointError, load_checkpoint
 
+log = logging.getLogger("train")
+
 
 class PreflightError(ValueError):
     """A config, folder or checkpoint that would fail the run later; `str(error)` is one line."""
@@ -36,12 +41,38 @@ def check_config(cfg: Mapping[str, Any]) -> None:
     """The data keys and the folders of a composed `train.yaml` config (see the module docstring)."""
     check_data(cfg["data"])
     check_writable_dir(cfg["paths"]["output_dir"], "hydra.run.dir")
-    for name, callback in (cfg.get("callbacks") or {}).items():
-        if callback is not None and callback.get("dirpath"):
-            check_writable_dir(callback["dirpath"], f"callbacks.{name}.dirpath")
+    for key, folder in checkpoint_folders(cfg).items():
+        check_writable_dir(folder, key)
     folder = build_source(cfg["data"]).folder_to_write()
     if folder is not None:
         check_writable_dir(folder, "data.path", why="the data is generated there on first use")
+
+
+def checkpoint_folders(cfg: Mapping[str, Any]) -> dict[str, str]:
+    """`callbacks.<name>.dirpath` -> folder, for every callback that writes checkpoints."""
+    callbacks = cfg.get("callbacks") or {}
+    return {f"callbacks.{name}.dirpath": entry["dirpath"] for name, entry in callbacks.items() if entry and entry.get("dirpath")}
+
+
+def checkpoint_bytes(model: torch.nn.Module) -> int:
+    """About what a training checkpoint of `model` takes on disk: its weights and buffers, plus
+    one optimizer slot (SGD's momentum) per trainable weight; AdamW's two make it ~1.5x more."""
+    state = sum(tensor.numel() * tensor.element_size() for tensor in model.state_dict().values())
+    trainable = sum(param.numel() * param.element_size() for param in model.parameters() if param.requires_grad)
+    return state + trainable
+
+
+def check_checkpoint_space(cfg: Mapping[str, Any], model: torch.nn.Module) -> None:
+    """Stop when a checkpoint folder lacks room for one checkpoint of `model`; warn below three
+    (`last.ckpt`, its atomic replacement being written, the best checkpoint)."""
+    size = checkpoint_bytes(model)
+    for key, folder in checkpoint_folders(cfg).items():
+        free = shutil.disk_usage(Path(folder).expanduser()).free
+        where = f"{key}={folder} has {free / 2**20:,.1f} MiB free; a checkpoint of this model takes about {size / 2**20:,.1f} MiB"
+        if free < size:
+            raise PreflightError(f"{where}: free some space or choose another {key}")
+        if free < 3 * size:
+            log.warning("%s and a run keeps up to three at once: it may stop at a checkpoint write", where)
 
 
 def check_data(data: Mapping[str, Any]) -> None:

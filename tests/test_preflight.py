@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,11 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
+import frcnn.preflight
 from frcnn.preflight import (
     PreflightError,
+    check_checkpoint_space,
     check_data,
     check_resume_checkpoint,
     check_writable_dir,
+    checkpoint_bytes,
     resolve_num_classes,
 )
 
@@ -64,6 +68,45 @@ def test_writable_dir(tmp_path):
 def _lightning_checkpoint(path: Path, state_dict: dict) -> Path:
     torch.save({"state_dict": {f"model.{k}": v for k, v in state_dict.items()}, "hyper_parameters": {"cfg": {"model": {}}}}, path)
     return path
+
+
+def _frozen_stem_model() -> torch.nn.Module:
+    model = torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.BatchNorm1d(512), torch.nn.Linear(512, 512))
+    model[0].requires_grad_(False)
+    return model
+
+
+def test_checkpoint_bytes_is_what_a_checkpoint_takes(tmp_path):
+    """Weights, buffers and SGD's momentum of the trainable weights, as Lightning saves them."""
+    model = _frozen_stem_model()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1, momentum=0.9)
+    model(torch.randn(4, 256)).sum().backward()
+    optimizer.step()
+    torch.save({"state_dict": model.state_dict(), "optimizer_states": [optimizer.state_dict()]}, tmp_path / "x.ckpt")
+    assert checkpoint_bytes(model) == pytest.approx((tmp_path / "x.ckpt").stat().st_size, rel=0.02)
+
+
+def test_checkpoint_space(tmp_path, monkeypatch, caplog):
+    model = _frozen_stem_model()
+    size = checkpoint_bytes(model)
+    cfg = {"callbacks": {"last_checkpoint": {"dirpath": str(tmp_path)}, "rich_progress_bar": None}}
+    for free, warned in [(2 * size, True), (3 * size, False)]:
+        monkeypatch.setattr(frcnn.preflight.shutil, "disk_usage", lambda path, free=free: _usage(free))
+        caplog.clear()
+        check_checkpoint_space(cfg, model)
+        assert bool(caplog.records) == warned, free
+    monkeypatch.setattr(frcnn.preflight.shutil, "disk_usage", lambda path: _usage(size // 2))
+    key = "callbacks.last_checkpoint.dirpath"
+    message = (
+        f"{key}={tmp_path} has {size / 2**21:.1f} MiB free; a checkpoint of this model takes about "
+        f"{size / 2**20:.1f} MiB: free some space or choose another {key}"
+    )
+    with pytest.raises(PreflightError, match=f"^{re.escape(message)}$"):
+        check_checkpoint_space(cfg, model)
+
+
+def _usage(free: int) -> shutil._ntuple_diskusage:
+    return shutil._ntuple_diskusage(10 * free, 9 * free, free)
 
 
 def test_resume_checkpoint_must_fit_the_model(tmp_path):
