@@ -68,6 +68,16 @@ def compose_train(tmp_path: Path) -> Callable[..., DictConfig]:
 
 
 @pytest.fixture(autouse=True)
+def _delete_checkpoints(request: pytest.FixtureRequest):
+    """A test's checkpoints (~330 MB each) are deleted when it ends: the suite would otherwise
+    hold ~9 GB of them until pytest clears its folders at the end of the session."""
+    tmp_path = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    for path in tmp_path.rglob("*.ckpt") if tmp_path else ():
+        path.unlink()
+
+
+@pytest.fixture(autouse=True)
 def _restore_torch_threads():
     """``train(cfg)`` with ``cpu_threads`` sets a process-wide value: undo it after each test."""
     import torch
