@@ -98,40 +98,45 @@ def test_ranks_take_equal_steps_across_epochs_and_validation_with_an_empty_rank(
     assert "val/map" in (base / "run" / "csv" / "metrics.csv").read_text()
 
 
+# How the run is stopped after step 5 -> the step of the last.ckpt it resumes from.
 INTERRUPTIONS = {
-    "kill -9 of every rank": ("+callbacks.kill._target_=tests.lit.step_recorder.KillAtStep", "+callbacks.kill.step=5"),
-    "disk full on rank 0": ("+callbacks.fail._target_=tests.lit.step_recorder.FailAtStep", "+callbacks.fail.step=5", "+callbacks.fail.rank=0"),
-    "disk full on rank 1": ("+callbacks.fail._target_=tests.lit.step_recorder.FailAtStep", "+callbacks.fail.step=5", "+callbacks.fail.rank=1"),
+    "kill -9 of every rank": (("+callbacks.kill._target_=tests.lit.step_recorder.KillAtStep", "+callbacks.kill.step=5"), 4),
+    "kill -9 after the epoch-end checkpoint": (
+        ("+callbacks.kill._target_=tests.lit.step_recorder.KillAtStep", "+callbacks.kill.step=6", "callbacks.last_checkpoint.every_n_train_steps=4"), 5
+    ),
+    "disk full on rank 0": (("+callbacks.fail._target_=tests.lit.step_recorder.FailAtStep", "+callbacks.fail.step=5", "+callbacks.fail.rank=0"), 4),
+    "disk full on rank 1": (("+callbacks.fail._target_=tests.lit.step_recorder.FailAtStep", "+callbacks.fail.step=5", "+callbacks.fail.rank=1"), 4),
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("interruption", list(INTERRUPTIONS))
 def test_interrupted_run_resumes_each_rank_exactly(hub_copy, uninterrupted, tmp_path, interruption):
-    """Stopped after step 5 (last.ckpt of step 4, mid-epoch) by a kill of every rank or by an
-    error on one rank — which must end every rank at once, not leave the other waiting in a
-    collective — the resumed run gives each rank the same images and losses for steps 5-7 as
-    the uninterrupted run."""
+    """Stopped after step 5 (the periodic last.ckpt is of step 4, mid-epoch) by a kill of every
+    rank or an error on one rank (or killed after step 6, last.ckpt of the validation at the end
+    of epoch 1, step 5) (which must end every rank at once, not leave the other waiting
+    in a collective): the resumed run gives each rank the same images and losses for the
+    following steps as the uninterrupted run."""
     base, straight = uninterrupted
     assert straight.returncode == 0, straight.stderr[-3000:]
     run_dir, steps_dir = tmp_path / "run", tmp_path / "steps"
-    stopped = _ddp_run(hub_copy, run_dir, steps_dir, *INTERRUPTIONS[interruption], timeout=200)
-    last = run_dir / "checkpoints" / "last.ckpt"
+    overrides, saved_step = INTERRUPTIONS[interruption]
+    stopped = _ddp_run(hub_copy, run_dir, steps_dir, *overrides, timeout=200)
+    output, last = stopped.stdout + stopped.stderr, run_dir / "checkpoints" / "last.ckpt"
     if interruption.startswith("kill"):
-        assert stopped.returncode == -9, stopped.stderr[-3000:]
+        assert stopped.returncode == -9, output[-3000:]
     else:
         assert stopped.returncode != 0
-        rank = interruption[-1]
         assert (
-            f"run stopped at step 5 by OSError on rank {rank}; a multi-process run saves no state on failure: "
-            f"resume from {last} (step 4; python train.py ckpt_path={last})"
-        ) in stopped.stdout + stopped.stderr
-    assert torch.load(last, weights_only=True)["global_step"] == 4
+            f"run stopped at step 5 by OSError on rank {interruption[-1]}; a multi-process run saves no state on "
+            f"failure: resume from {last} (step 4; python train.py ckpt_path={last})"
+        ) in output, output[-3000:]
+    assert torch.load(last, weights_only=True)["global_step"] == saved_step
     resumed = _ddp_run(hub_copy, run_dir, steps_dir, "resume=true")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     for rank in (0, 1):
         expected, got = read_steps(base / "steps", rank), read_steps(steps_dir, rank)
-        for step in (5, 6, 7):
+        for step in range(saved_step + 1, 8):
             assert got[step][1] == expected[step][1], f"rank {rank} step {step} images"
             assert got[step][0] == pytest.approx(expected[step][0], rel=1e-4), f"rank {rank} step {step} loss"
     with open(run_dir / "csv" / "metrics.csv") as file:

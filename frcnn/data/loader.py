@@ -3,6 +3,7 @@
 import warnings
 from typing import Any, Iterator
 
+import torch
 from torch.utils.data.sampler import Sampler
 from torchdata.stateful_dataloader import StatefulDataLoader
 
@@ -46,6 +47,11 @@ class StreamLoader(StatefulDataLoader):
 
     def __init__(self, stream: DetectionStream, batch_size: int, rank: int = 0, world_size: int = 1, **loader_kwargs) -> None:
         stream.set_layout(rank, world_size, loader_kwargs.get("num_workers", 0))
+        # A generator of its own: each new iterator draws its workers' base seed from it, not from
+        # torch's global generator, which `RNGState` saves for the model's samplers. (The stream's
+        # randomness is keyed by seed, epoch and image id.) Otherwise a checkpoint taken at
+        # validation would miss the draw of the next epoch's iterator and resume with other samples.
+        loader_kwargs.setdefault("generator", torch.Generator())
         super().__init__(stream, batch_size=batch_size, collate_fn=collate_detection, **loader_kwargs)
         # DataLoader forbids setting `sampler` after __init__ and rejects one for IterableDatasets.
         object.__setattr__(self, "sampler", _EpochSetter(stream))
