@@ -37,7 +37,7 @@ from torch import Tensor
 from frcnn.evaluation import COCOEvaluator
 from frcnn.evaluation.inference import in_original_pixels
 from frcnn.modeling.config import checkpoint_model_config
-from frcnn.modeling.detector import LOSS_NAMES
+from frcnn.modeling.faster_rcnn import LOSS_NAMES
 
 Batch = tuple[list[Tensor], list[dict[str, Tensor]]]
 VAL_METRIC_NAMES = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large", "mar_100")

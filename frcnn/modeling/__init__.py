@@ -1,5 +1,5 @@
-"""Faster R-CNN, one module per stage, wired by ``frcnn.modeling.detector`` (see ``conf/model/``)."""
+"""Faster R-CNN, one module per stage, wired by ``frcnn.modeling.faster_rcnn`` (see ``conf/model/``)."""
 
-from frcnn.modeling.detector import FasterRCNN
+from frcnn.modeling.faster_rcnn import FasterRCNN
 
 __all__ = ["FasterRCNN"]

@@ -1,4 +1,4 @@
-"""frcnn.modeling.detector: bad input fails with a ValueError that names the argument; edge cases work."""
+"""frcnn.modeling.faster_rcnn: bad input fails with a ValueError that names the argument; edge cases work."""
 
 import pytest
 import torch
