@@ -1,12 +1,6 @@
 """`DetectionStream`: a split's rows → `(image, target)` samples, dealt evenly to every reader.
 
-Sample contract (boxes `xyxy` in absolute pixels of the image they come with):
-    image (Tensor[3, H, W], uint8) RGB after resize (before any padding)
-    target: boxes (Tensor[N, 4], float32), labels (Tensor[N], int64) in 1..num_classes-1
-            (the row's 0-based `category` + 1; 0 is background; crowd boxes left out),
-            image_id (Tensor[], int64), orig_size (Tensor[2], int64) = (H0, W0) of the stored
-            image, size (Tensor[2], int64) = (H, W).
-A prediction maps back to the stored image's pixels with x * W0 / W and y * H0 / H.
+Samples: `frcnn.data.samples` turns a row into `(image, target)` (the sample contract is there).
 
 Readers: DataLoader worker `w` of `W` on rank `r` of `R` is reader `r·W + w` of `G = R·W`
 (`W = 1` without workers). The rank, world size and worker count are fixed in the main process
@@ -36,14 +30,14 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from frcnn.data.decode import DEFAULT_MAX_PIXELS, decode_rgb
+from frcnn.data.decode import DEFAULT_MAX_PIXELS
 from frcnn.data.partition import TrainingPlan, validation_rows
-from frcnn.data.source import DataSourceError, Row, RowSource
-from frcnn.data.row_checks import ANNOTATION_KINDS, BadRow, annotation_problem, has_trainable_box, row_targets
+from frcnn.data.row_checks import ANNOTATION_KINDS, annotation_problem, has_trainable_box
 from frcnn.data.row_counts import MAX_WORKERS, RowCounts
+from frcnn.data.samples import Sample, SampleMaker
+from frcnn.data.source import DataSourceError, RowSource
 from frcnn.data.transforms import DetectionTransform
-
-Sample = tuple[torch.Tensor, dict[str, torch.Tensor]]
+from frcnn.data.unit_reader import UnitReader
 
 
 class DataLayoutError(DataSourceError):
@@ -55,18 +49,14 @@ class DetectionStream(IterableDataset):
 
     Args:
         source: the split's rows (`frcnn.data.source`).
-        transform: clip / drop / resize (`DetectionTransform`).
-        num_classes: classes including background; labels outside 1..num_classes-1 are bad rows.
+        transform, num_classes, seed, hflip_prob, skip_empty, max_pixels: how a row becomes a
+            sample (`frcnn.data.samples.SampleMaker`; `skip_empty` applies to training only).
         train: training (usable rows only, shuffled, equal shares, replacements) or validation
             (every row once, stored order, empty images kept).
         batch_size: training shares are whole batches of this size.
         shuffle_block: rows shuffled together inside a reader's share (training); also bounds
             how many rows a resume reads before its first batch.
-        seed: shuffle and flip seed.
-        hflip_prob: probability of a horizontal flip, drawn per image from (seed, epoch, image_id).
-        skip_empty: training leaves out rows without a valid box (validation keeps every row).
         limit: validation reads only the first `limit` rows (the same set for any layout).
-        max_pixels: images above this many pixels are skipped (read from the header, not decoded).
     """
 
     def __init__(
@@ -85,15 +75,14 @@ class DetectionStream(IterableDataset):
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.source = source
-        self.max_pixels = max_pixels
-        self.transform = transform
-        self.num_classes = num_classes
+        self.make_sample = SampleMaker(
+            transform, num_classes=num_classes, seed=seed, hflip_prob=hflip_prob,
+            skip_empty=train and skip_empty, max_pixels=max_pixels,
+        )  # fmt: skip
         self.train = train
         self.batch_size = batch_size
         self.shuffle_block = max(1, shuffle_block)
         self.seed = seed
-        self.hflip_prob = hflip_prob
-        self.skip_empty = train and skip_empty
         self.rank, self.world_size, self.num_workers = 0, 1, 0
         annotations = source.annotations()
         kinds = [annotation_problem(row, num_classes) for row in annotations]
@@ -217,7 +206,7 @@ class DetectionStream(IterableDataset):
         start = self._resume["rows"] if self._resume and self._resume["epoch"] == epoch else 0
         self._resume = None
         self._position = {"epoch": epoch, "rows": start}
-        units = _UnitCache(self.source, order)
+        units = UnitReader(self.source, order)
         position = start
         while position < len(order):
             sample = self._try(units, order, position, epoch, slot)
@@ -235,7 +224,7 @@ class DetectionStream(IterableDataset):
                 yield replacement
 
     def _replacement(
-        self, units: _UnitCache, order: np.ndarray, position: int, epoch: int, slot: int, reader: int
+        self, units: UnitReader, order: np.ndarray, position: int, epoch: int, slot: int, reader: int
     ) -> tuple[int, Sample]:
         """(last position it fills, sample): the next good row after `position`, else the previous one."""
         for ahead in range(position + 1, len(order)):
@@ -250,12 +239,12 @@ class DetectionStream(IterableDataset):
             f"{self.source.description}: no row of training reader {reader} can be decoded; see the warnings above"
         )
 
-    def _try(self, units: _UnitCache, order: np.ndarray, position: int, epoch: int, slot: int, count: bool = True) -> Sample | None:
+    def _try(self, units: UnitReader, order: np.ndarray, position: int, epoch: int, slot: int, count: bool = True) -> Sample | None:
         """The sample at `position` of `order`, or None (counted and warned) for a bad row."""
         row = units.row(position)
         if count:
             self.counts.read(slot)
-        problem, sample, counts = self._sample(row, epoch)
+        problem, sample, counts = self.make_sample(row, epoch)
         if not count:
             return sample
         for counted, number in counts.items():
@@ -264,50 +253,3 @@ class DetectionStream(IterableDataset):
             self.counts.add(slot, problem.kind, image_id=int(row["image_id"]))
             warnings.warn(f"skipping image_id={row['image_id']}: {problem} ({self.source.description})", stacklevel=2)
         return sample
-
-    def _sample(self, row: Row, epoch: int) -> tuple[BadRow | None, Sample | None, dict[str, int]]:
-        """(None, sample, counts) or (problem, None, counts) for a row that cannot make a sample;
-        counts: the boxes dropped and repairs made (`row_checks.ROW_COUNT_KINDS`)."""
-        image_id = int(row["image_id"])
-        try:
-            image = decode_rgb(row["image"], self.max_pixels)
-            boxes, labels, iscrowd, counts = row_targets(row, image.shape[-2:], self.num_classes)
-        except BadRow as bad:
-            return bad, None, {}
-        boxes, labels = boxes[~iscrowd], labels[~iscrowd]  # crowds are scored, never trained on
-        flip = self.hflip_prob > 0 and np.random.default_rng([self.seed, epoch, image_id]).random() < self.hflip_prob
-        orig_size = image.shape[-2:]
-        image, boxes, labels = self.transform(image, boxes, labels, flip)
-        if self.skip_empty and len(boxes) == 0:
-            return BadRow("no_box_after_clipping", "no box left once resized"), None, counts
-        target = {
-            "boxes": boxes,
-            "labels": labels,
-            "image_id": torch.tensor(image_id, dtype=torch.int64),
-            "orig_size": torch.tensor(orig_size, dtype=torch.int64),
-            "size": torch.tensor(image.shape[-2:], dtype=torch.int64),
-        }
-        return None, (image, target), counts
-
-
-class _UnitCache:
-    """The rows of `order`, read unit by unit; a unit is dropped after the last position that needs it."""
-
-    def __init__(self, source: RowSource, order: np.ndarray) -> None:
-        self.source = source
-        self.order = order
-        self.starts = source.unit_starts
-        self.unit_of = np.searchsorted(self.starts, order, side="right") - 1
-        self.last_use = np.zeros(len(self.starts), dtype=np.int64)
-        self.last_use[self.unit_of] = np.arange(len(order))  # later positions overwrite earlier ones
-        self.units: dict[int, list[Row]] = {}
-
-    def row(self, position: int) -> Row:
-        unit = int(self.unit_of[position])
-        if unit not in self.units:
-            self.units[unit] = self.source.read_unit(unit)
-        row = self.units[unit][int(self.order[position] - self.starts[unit])]
-        if self.last_use[unit] <= position:
-            del self.units[unit]
-        return row
-
