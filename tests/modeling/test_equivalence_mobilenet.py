@@ -10,6 +10,7 @@ from torchvision_pair import (
     MOBILENET_BUILDERS,
     MOBILENET_IMAGE_SHAPES,
     assert_same_rows_up_to_ties,
+    build_model,
     make_images,
     make_mobilenet_pair,
     reference_proposals,
@@ -34,7 +35,7 @@ def test_trained_file_layout_converts_both_ways_and_with_coco_to_80(tmp_path):
 
     torch.save(expected, tmp_path / "fasterrcnn_mobilenet_v3_large_fpn.pth")
     main(["--coco-to-80", str(tmp_path / "fasterrcnn_mobilenet_v3_large_fpn.pth"), str(tmp_path / "ours80.pt")])
-    _, ours80 = make_mobilenet_pair(VARIANTS[0], num_classes=81)
+    ours80 = build_model(VARIANTS[0], ["model.num_classes=81"])
     ours80.load_state_dict(torch.load(tmp_path / "ours80.pt", weights_only=True), strict=True)
     torch.testing.assert_close(ours80.roi_heads.box_predictor.cls_score.bias[1:4], expected["roi_heads.box_predictor.cls_score.bias"][1:4])
 

@@ -122,7 +122,7 @@ def make_mobilenet_pair(model_name: str, norm: str = "frozen_bn", num_classes: i
     with torch.no_grad():
         reference.roi_heads.box_predictor.cls_score.weight.mul_(30.0)
     trainable = 6 if norm == "bn" else 3  # torchvision's defaults without and with weights
-    cfg = compose_model(
+    ours = build_model(
         model_name,
         [
             *MOBILENET_OVERRIDES, f"model.num_classes={num_classes}", f"model.backbone.norm={norm}",
@@ -130,7 +130,6 @@ def make_mobilenet_pair(model_name: str, norm: str = "frozen_bn", num_classes: i
             f"model.transform.min_size={sizes['min_size']}", f"model.transform.max_size={sizes['max_size']}",
         ],
     )
-    ours = hydra.utils.instantiate(cfg, _convert_="all")
     state = from_torchvision(reference.state_dict())
     if norm == "frozen_bn":  # the layout of torchvision's trained MobileNet files, whose FrozenBN has no step counter
         state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
@@ -138,11 +137,12 @@ def make_mobilenet_pair(model_name: str, norm: str = "frozen_bn", num_classes: i
     return reference.eval(), ours.eval()
 
 
-def compose_model(model_name: str, overrides: list[str]):
-    """The ``model`` node of ``conf/train.yaml`` with ``model=<model_name>`` and ``overrides``."""
+def build_model(model_name: str, overrides: list[str]) -> FasterRCNN:
+    """The model ``conf/train.yaml`` builds with ``model=<model_name>`` and ``overrides``."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        return compose(config_name="train", overrides=[f"model={model_name}", *overrides]).model
+        cfg = compose(config_name="train", overrides=[f"model={model_name}", *overrides])
+    return hydra.utils.instantiate(cfg.model, _convert_="all")
 
 
 def assert_same_rows_up_to_ties(actual: torch.Tensor, expected: torch.Tensor, atol: float = 1e-3) -> None:
