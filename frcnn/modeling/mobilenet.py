@@ -66,7 +66,8 @@ class InvertedResidual(nn.Module):
         activation = nn.Hardswish if hard_swish else nn.ReLU
         layers: list[nn.Module] = []
         if expanded != in_channels:
-            layers.append(ConvNorm(nn.Conv2d(in_channels, expanded, 1, bias=False), norm(expanded), activation(inplace=True)))
+            expand = nn.Conv2d(in_channels, expanded, 1, bias=False)
+            layers.append(ConvNorm(expand, norm(expanded), activation(inplace=True)))
         depthwise = nn.Conv2d(expanded, expanded, kernel, stride, (kernel - 1) // 2, groups=expanded, bias=False)
         layers.append(ConvNorm(depthwise, norm(expanded), activation(inplace=True)))
         if squeeze:
