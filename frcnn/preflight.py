@@ -18,7 +18,7 @@ import logging
 import shutil
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +81,12 @@ def check_data(data: Mapping[str, Any]) -> None:
     _whole(data, "num_workers", 0, "loader processes per device; 0 loads in the training process")
     resize = data.get("resize", "keep_ratio")
     if resize == "keep_ratio":
-        _whole(data, "min_size", 1, "the short side in pixels after resizing")
+        sizes = data.get("min_size")
+        sizes = list(sizes) if isinstance(sizes, Sequence) and not isinstance(sizes, str) and len(sizes) else [sizes]
+        for size in sizes:  # a list: one short side per training image, drawn (validation: the last)
+            _whole({"min_size": size}, "min_size", 1, "the short side in pixels after resizing")
         _whole(data, "max_size", 1, "the cap on the long side in pixels")
-        if data["max_size"] <= data["min_size"]:
+        if data["max_size"] <= max(sizes):
             raise PreflightError(
                 f"data.max_size={data['max_size']} is not above data.min_size={data['min_size']}: "
                 "set data.max_size > data.min_size (e.g. 1333 for 800)"

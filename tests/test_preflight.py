@@ -35,6 +35,9 @@ DATA = {"batch_size": 2, "num_workers": 0, "resize": "keep_ratio", "min_size": 8
         ({"num_workers": -1}, "data.num_workers=-1: must be a whole number >= 0"),
         ({"min_size": 0}, "data.min_size=0: must be a whole number >= 1"),
         ({"max_size": 800}, "data.max_size=800 is not above data.min_size=800"),
+        ({"min_size": [640, 0]}, "data.min_size=0: must be a whole number >= 1"),
+        ({"min_size": []}, r"data.min_size=\[\]: must be a whole number >= 1"),
+        ({"min_size": [640, 1400]}, r"data.max_size=1333 is not above data.min_size=\[640, 1400\]"),
         ({"resize": "square", "square_size": 0}, "data.square_size=0: must be a whole number >= 1"),
         ({"max_pixels": 0}, "data.max_pixels=0"),
         ({"max_skip_fraction": 2}, "data.max_skip_fraction=2: must be a fraction in 0..1"),
@@ -47,6 +50,7 @@ def test_data_keys(changes, message):
 
 def test_good_data_keys_pass():
     check_data(DATA)
+    check_data({**DATA, "min_size": [640, 672, 704, 736, 768, 800]})
     check_data({**DATA, "resize": "square", "min_size": 0, "max_pixels": 10**8, "max_skip_fraction": 0.01})
 
 
