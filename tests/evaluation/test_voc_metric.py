@@ -5,6 +5,7 @@ import pytest
 
 from frcnn.evaluation.ground_truth import coco_ground_truth_from_rows
 from frcnn.evaluation.voc_metric import Boxes, evaluate_voc, ground_truth_boxes, match_detections, voc_ap
+from voc_devkit_loop import devkit_ap
 
 CLASSES = ["cat", "dog", "bird"]
 
@@ -82,49 +83,6 @@ def test_ground_truth_from_voc_rows_marks_difficult_as_ignored():
     np.testing.assert_array_equal(boxes.boxes, [[0, 0, 5, 5], [1, 1, 9, 9]])
 
 
-def _devkit_ap(detections: Boxes, ground_truth: Boxes, label: int) -> tuple[float, float]:
-    """VOCevaldet.m transcribed loop for loop, on VOC's 1-based inclusive boxes (ours + [1, 1, 0, 0])
-    with its "+ 1" IoU; AP by VOC07's 11 points and by VOCap.m."""
-    one_based = np.array([1.0, 1.0, 0.0, 0.0])
-    gt = {}
-    for image_id, gt_label, box, difficult in zip(ground_truth.image_ids, ground_truth.labels, ground_truth.boxes, ground_truth.ignore):
-        if gt_label == label:
-            gt.setdefault(image_id, []).append([box + one_based, difficult, False])
-    npos = sum(not difficult for boxes in gt.values() for _, difficult, _ in boxes)
-    mine = np.flatnonzero(detections.labels == label)
-    tp, fp = [], []
-    for d in mine[np.argsort(-detections.scores[mine], kind="stable")]:
-        bb = detections.boxes[d] + one_based
-        ovmax, jmax = -np.inf, None
-        for j, (bbgt, _, _) in enumerate(gt.get(detections.image_ids[d], [])):
-            iw = min(bb[2], bbgt[2]) - max(bb[0], bbgt[0]) + 1
-            ih = min(bb[3], bbgt[3]) - max(bb[1], bbgt[1]) + 1
-            if iw > 0 and ih > 0:
-                ua = (bb[2] - bb[0] + 1) * (bb[3] - bb[1] + 1) + (bbgt[2] - bbgt[0] + 1) * (bbgt[3] - bbgt[1] + 1) - iw * ih
-                if iw * ih / ua > ovmax:
-                    ovmax, jmax = iw * ih / ua, j
-        t = f = 0
-        if ovmax >= 0.5:
-            entry = gt[detections.image_ids[d]][jmax]
-            if not entry[1]:
-                t, f = (1, 0) if not entry[2] else (0, 1)
-                entry[2] = True
-        else:
-            f = 1
-        tp.append(t)
-        fp.append(f)
-    tp, fp = np.cumsum(tp), np.cumsum(fp)
-    rec = tp / npos
-    with np.errstate(invalid="ignore"):
-        prec = tp / (tp + fp)
-    ap07 = sum((np.nanmax(prec[rec >= t]) if (rec >= t).any() else 0.0) / 11 for t in np.arange(0, 1.1, 0.1))
-    mrec, mpre = np.concatenate([[0], rec, [1]]), np.nan_to_num(np.concatenate([[0], prec, [0]]))
-    for i in range(len(mpre) - 2, -1, -1):
-        mpre[i] = max(mpre[i], mpre[i + 1])
-    i = np.flatnonzero(mrec[1:] != mrec[:-1]) + 1
-    return ap07, float(np.sum((mrec[i] - mrec[i - 1]) * mpre[i]))
-
-
 def test_equals_the_devkit_loop_on_random_boxes():
     rng = np.random.default_rng(0)
     num_gt, num_det = 300, 2000
@@ -144,7 +102,13 @@ def test_equals_the_devkit_loop_on_random_boxes():
         scores=rng.random(num_det).round(2),  # ties: broken by order, as the devkit's stable sort
     )
     summary = evaluate_voc(detections, ground_truth, CLASSES)
-    expected = np.array([_devkit_ap(detections, ground_truth, label) for label in (1, 2, 3)])
+    one_based = np.array([1.0, 1.0, 0.0, 0.0])  # what the devkit reads: the xml's boxes, the results files' boxes
+    gt = list(zip(ground_truth.image_ids, ground_truth.labels, ground_truth.boxes + one_based, ground_truth.ignore))
+    dets = list(zip(detections.image_ids, detections.labels, detections.boxes + one_based, detections.scores))
+    expected = np.array([
+        devkit_ap([(i, box, hard) for i, l, box, hard in gt if l == label], [(i, box, s) for i, l, box, s in dets if l == label])
+        for label in (1, 2, 3)
+    ])  # fmt: skip
     np.testing.assert_allclose(summary.ap07, expected[:, 0], rtol=1e-12)
     np.testing.assert_allclose(summary.ap, expected[:, 1], rtol=1e-12)
     assert 0.2 < summary.voc07_map < 0.9  # a case with real hits and misses
