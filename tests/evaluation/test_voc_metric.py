@@ -5,7 +5,7 @@ import pytest
 
 from frcnn.evaluation.ground_truth import coco_ground_truth_from_rows
 from frcnn.evaluation.voc_metric import Boxes, evaluate_voc, ground_truth_boxes, match_detections, voc_ap
-from voc_devkit_loop import devkit_ap
+from tests.evaluation.voc_devkit_loop import devkit_ap
 
 CLASSES = ["cat", "dog", "bird"]
 

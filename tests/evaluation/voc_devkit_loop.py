@@ -2,6 +2,9 @@
 the vectorised `frcnn.evaluation.voc_metric`. Boxes are VOC's 1-based inclusive ones, as the
 devkit reads them from the annotation xml and the results files, with its "+ 1" IoU."""
 
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
 import numpy as np
 
 
@@ -50,3 +53,20 @@ def devkit_ap(ground_truth: list, detections: list) -> tuple[float, float]:
         mpre[i] = max(mpre[i], mpre[i + 1])
     i = np.flatnonzero(mrec[1:] != mrec[:-1]) + 1
     return ap07, float(np.sum((mrec[i] - mrec[i - 1]) * mpre[i]))
+
+
+def devkit_aps_from_files(annotations: Path, images: list[str], results: Path, prefix: str, classes) -> dict:
+    """Per class with a non-difficult object, (VOC07 AP, VOC2010+ AP) of the results files
+    `results/{prefix}_{class}.txt` against the xml files `annotations/{image}.xml`, as the devkit reads them."""
+    objects = [(image, obj) for image in images for obj in ET.parse(annotations / f"{image}.xml").iter("object")]
+    aps = {}
+    for name in classes:
+        ground_truth = [
+            (image, [float(obj.findtext(f"bndbox/{key}")) for key in ("xmin", "ymin", "xmax", "ymax")], int(obj.findtext("difficult")))
+            for image, obj in objects if obj.findtext("name") == name
+        ]  # fmt: skip
+        lines = (results / f"{prefix}_{name}.txt").read_text().splitlines()
+        detections = [(line.split()[0], [float(v) for v in line.split()[2:]], float(line.split()[1])) for line in lines]
+        if any(not difficult for _, _, difficult in ground_truth):
+            aps[name] = devkit_ap(ground_truth, detections)
+    return aps

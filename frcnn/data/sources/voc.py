@@ -81,11 +81,13 @@ class VOCSplit(RowSource):
     """The images of some (year, image set) pairs of a devkit, as units of `unit_size` rows.
 
     Attributes:
+        sets: the (year, image set) pairs read.
+        image_ids (list[int]): the rows' image ids, in row order.
         problems: images and objects left out, per kind (see the module docstring).
     """
 
     def __init__(self, root: Path, sets: Sequence[tuple[Any, str]], description: str, unit_size: int = 64) -> None:
-        self.description, self.revision = description, None
+        self.description, self.revision, self.sets = description, None, list(sets)
         listed = dict.fromkeys((str(year), name) for year, image_set in sets for name in _image_set(root, year, image_set))
         jpegs = {year: _listing(root / f"VOC{year}" / "JPEGImages") for year, _ in listed}
         problems: Counter[str] = Counter()
