@@ -163,32 +163,36 @@ def ground_truth_boxes(ground_truth: Mapping[str, Any], label_to_category_id: La
     with labels; ``iscrowd`` (VOC's difficult) as ``ignore``."""
     annotations = ground_truth["annotations"]
     labels = _labels_of(np.array([a["category_id"] for a in annotations], dtype=np.int64), label_to_category_id)
-    xywh = np.array([a["bbox"] for a in annotations], dtype=np.float64).reshape(-1, 4)
     return Boxes(
         image_ids=np.array([a["image_id"] for a in annotations], dtype=np.int64),
         labels=labels,
-        boxes=np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1),
+        boxes=_xyxy([a["bbox"] for a in annotations]),
         ignore=np.array([bool(a.get("iscrowd", 0)) for a in annotations], dtype=bool),
     )
 
 
 def result_boxes(results: list[Mapping[str, Any]], label_to_category_id: LabelToCategoryId) -> Boxes:
     """A COCO results list (``frcnn.evaluation.coco_format.coco_results``) as ``Boxes`` with labels."""
-    xywh = np.array([r["bbox"] for r in results], dtype=np.float64).reshape(-1, 4)
     return Boxes(
         image_ids=np.array([r["image_id"] for r in results], dtype=np.int64),
         labels=_labels_of(np.array([r["category_id"] for r in results], dtype=np.int64), label_to_category_id),
-        boxes=np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1),
+        boxes=_xyxy([r["bbox"] for r in results]),
         scores=np.array([r["score"] for r in results], dtype=np.float64),
     )
+
+
+def _xyxy(xywh: list) -> np.ndarray:
+    """COCO's [x, y, w, h] boxes (N of them) as ndarray[N, 4] xyxy."""
+    xywh = np.asarray(xywh, dtype=np.float64).reshape(-1, 4)
+    return np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
 
 
 def _labels_of(category_ids: np.ndarray, label_to_category_id: LabelToCategoryId) -> np.ndarray:
     """Inverse of ``label_to_category_id`` (index 0, background, excluded) on an int array."""
     if label_to_category_id is None:
         return category_ids
-    num_labels = len(label_to_category_id) if not isinstance(label_to_category_id, Mapping) else max(label_to_category_id) + 1
-    labels = np.arange(1, num_labels)
+    mapping = label_to_category_id
+    labels = np.arange(1, max(mapping) + 1 if isinstance(mapping, Mapping) else len(mapping))
     known = category_ids_for(labels, label_to_category_id)
     order = np.argsort(known)
     return labels[order][np.searchsorted(known[order], category_ids)]

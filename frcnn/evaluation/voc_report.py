@@ -29,7 +29,9 @@ class VOCReport:
     table: str
 
 
-def voc_report(datamodule: Any, ground_truth: Mapping[str, Any], results: list[dict[str, Any]], run_dir: Path) -> VOCReport | None:
+def voc_report(
+    datamodule: Any, ground_truth: Mapping[str, Any], results: list[dict[str, Any]], run_dir: Path
+) -> VOCReport | None:
     """Score `results` (a COCO results list) against `ground_truth` (the evaluated images') by the
     VOC rules and write the results files under `run_dir`; None when the val split is not a VOC
     devkit's."""
@@ -41,7 +43,8 @@ def voc_report(datamodule: Any, ground_truth: Mapping[str, Any], results: list[d
         detections, ground_truth_boxes(ground_truth, datamodule.label_to_category_id), datamodule.class_names[1:]
     )
     year, image_set = split.sets[0]
-    folder = write_results_files(run_dir / "results" / f"VOC{year}" / "Main", f"comp4_det_{image_set}", detections, summary.class_names, split.image_name)
+    folder = run_dir / "results" / f"VOC{year}" / "Main"
+    write_results_files(folder, f"comp4_det_{image_set}", detections, summary.class_names, split.image_name)
     metrics = {
         "voc07_map": summary.voc07_map,
         "voc_map": summary.voc_map,
@@ -67,7 +70,7 @@ def format_voc_table(summary: VOCSummary) -> str:
 
 def write_results_files(
     folder: Path, prefix: str, detections: Boxes, class_names: list[str], image_name: Callable[[int], str]
-) -> Path:
+) -> None:
     """`{prefix}_{class}.txt` for every class (labels 1..K), empty for a class without
     detections; detections in descending score."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -75,8 +78,8 @@ def write_results_files(
     one_based = detections.boxes[order] + np.array([1.0, 1.0, 0.0, 0.0])
     names = [image_name(image_id) for image_id in detections.image_ids[order].tolist()]
     lines_of: dict[int, list[str]] = {label: [] for label in range(1, len(class_names) + 1)}
-    for name, label, score, (x1, y1, x2, y2) in zip(names, detections.labels[order].tolist(), detections.scores[order].tolist(), one_based.tolist()):
+    labels, scores = detections.labels[order].tolist(), detections.scores[order].tolist()
+    for name, label, score, (x1, y1, x2, y2) in zip(names, labels, scores, one_based.tolist()):
         lines_of[label].append(f"{name} {score:.9g} {x1:.2f} {y1:.2f} {x2:.2f} {y2:.2f}\n")
     for label, lines in lines_of.items():
         (folder / f"{prefix}_{class_names[label - 1]}.txt").write_text("".join(lines))
-    return folder

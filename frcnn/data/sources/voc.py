@@ -71,7 +71,9 @@ class VOCDevkit(DataSource):
 
     def open(self, split: str) -> VOCSplit:
         if split not in self.sets:
-            raise DataSourceError(f"a VOC devkit has the splits 'train' (data.train_sets) and 'val' (data.val_sets), not {split!r}")
+            raise DataSourceError(
+                f"a VOC devkit has the splits 'train' (data.train_sets) and 'val' (data.val_sets), not {split!r}"
+            )
         if split not in self._splits:
             self._splits[split] = VOCSplit(self.path, self.sets[split], f"data.path={self.path} ({split})", self.unit_size)
         return self._splits[split]
@@ -137,7 +139,8 @@ class VOCSplit(RowSource):
         for index in range(self.unit_starts[unit], self.unit_starts[unit + 1]):
             file = self.files[index]
             # A file gone since the split was opened becomes empty bytes: skipped as undecodable.
-            rows.append({**self._rows[index], "image": {"bytes": file.read_bytes() if file.is_file() else b"", "path": None}})
+            image = {"bytes": file.read_bytes() if file.is_file() else b"", "path": None}
+            rows.append({**self._rows[index], "image": image})
         return rows
 
     def annotations(self) -> list[Row]:
@@ -208,5 +211,8 @@ def _image_ids(names: list[str], description: str) -> list[int]:
         ids = [int(name.replace("_", "")) for name in names]
         if len(set(ids)) == len(ids):
             return ids
-    log.info("%s: image names are not all distinct numbers (VOC's 000005, 2008_000123): image ids are positions 1..%d", description, len(names))
+    log.info(
+        "%s: image names are not all distinct numbers (VOC's 000005, 2008_000123): image ids are positions 1..%d",
+        description, len(names),
+    )  # fmt: skip
     return list(range(1, len(names) + 1))
