@@ -46,7 +46,10 @@ def _evaluate(overrides: list[str], run_dir: Path) -> None:
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir, cfg.hydra.runtime.cwd = str(run_dir), str(ROOT)
     HydraConfig.instance().set_config(cfg)
-    evaluate(cfg)
+    try:
+        evaluate(cfg)
+    finally:
+        HydraConfig.instance().cfg = None  # as outside a Hydra app, for the tests that follow
 
 
 @pytest.mark.slow
