@@ -91,7 +91,7 @@ class VOCSplit(RowSource):
     def __init__(self, root: Path, sets: Sequence[tuple[Any, str]], description: str, unit_size: int = 64) -> None:
         self.description, self.revision, self.sets = description, None, list(sets)
         listed = dict.fromkeys((str(year), name) for year, image_set in sets for name in _image_set(root, year, image_set))
-        jpegs = {year: _listing(root / f"VOC{year}" / "JPEGImages") for year, _ in listed}
+        jpegs = {year: _listing(root / f"VOC{year}" / "JPEGImages") for year in {year for year, _ in listed}}
         problems: Counter[str] = Counter()
         examples: dict[str, str] = {}
         names: list[str] = []
