@@ -36,6 +36,8 @@ class VOCValidation(Callback):
     def on_validation_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
+        if outputs is None:  # a module whose validation_step returns no detections
+            return
         _, targets = batch
         for detection, target in zip(in_original_pixels(outputs, targets), targets):
             self._image_ids.append(target["image_id"].reshape(()))
