@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from frcnn.lit.checkpointing import LastCheckpoint
 from frcnn.modeling.faster_rcnn import LOSS_NAMES
 
 log = logging.getLogger("train")
@@ -92,10 +93,10 @@ class RunReport(Callback):
         best_path = best.best_model_path if best is not None else ""
         if best_path:
             lines.append(f"best {self.monitor} {float(best.best_model_score):.4f}: {best_path}")
-        last = next((Path(cb.path) for cb in trainer.callbacks if type(cb).__name__ == "LastCheckpoint"), None)
-        if last is not None and last.is_file():
+        last = next((cb.path for cb in trainer.callbacks if isinstance(cb, LastCheckpoint) and cb.path.is_file()), None)
+        if last is not None:
             lines.append(f"last checkpoint: {last}")
-        lines += next_commands(best_path or (str(last) if last is not None and last.is_file() else ""), trainer)
+        lines += next_commands(best_path or str(last or ""), trainer)
         log.info("\n".join(lines))
 
 
