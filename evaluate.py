@@ -41,6 +41,7 @@ from frcnn.evaluation.inference import in_original_pixels, predict
 from frcnn.evaluation.report import format_coco_table, format_per_class_table, write_metrics
 from frcnn.evaluation.visualize import draw_detections, draw_proposals, save_picture
 from frcnn.evaluation.voc_report import voc_report
+from frcnn.progress import image_progress
 
 # Groups of the training config that a command-line choice replaces wholesale.
 TRAINING_GROUPS = ("data", "model")
@@ -108,12 +109,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     to_draw: list[tuple] = []
     tic = time.perf_counter()
     num_images = 0
-    for images, targets, detections in predict(model, datamodule.val_dataloader(), device, amp_dtype):
-        evaluator.update(in_original_pixels(detections, targets), [target["image_id"] for target in targets])
-        num_images += len(images)
-        for drawn in zip(images, targets, detections):
-            if len(to_draw) < cfg.visualize:
-                to_draw.append(drawn)
+    with image_progress("evaluate") as progress:
+        task = progress.add_task("evaluate", total=datamodule.val_dataset.num_rows)
+        for images, targets, detections in predict(model, datamodule.val_dataloader(), device, amp_dtype):
+            evaluator.update(in_original_pixels(detections, targets), [target["image_id"] for target in targets])
+            num_images += len(images)
+            for drawn in zip(images, targets, detections):
+                if len(to_draw) < cfg.visualize:
+                    to_draw.append(drawn)
+            progress.advance(task, len(images))
     inference_s = time.perf_counter() - tic
 
     tic = time.perf_counter()

@@ -91,7 +91,7 @@ def test_resume_continues_the_same_run(compose_train, tiny_overrides, tmp_path):
 
 
 def _cli_overrides(tiny_overrides: list[str]) -> list[str]:
-    return [*tiny_overrides, "callbacks.rich_progress_bar=null", "callbacks.model_summary=null"]
+    return [*tiny_overrides, "callbacks.rich_progress_bar=null"]
 
 
 @pytest.mark.slow

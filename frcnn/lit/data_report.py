@@ -60,6 +60,8 @@ class DataReport(Callback):
             self._check(split, skipped, per_rank, getattr(datamodule, "max_skip_fraction", 1.0))
         if lines and trainer.is_global_zero:
             log.warning("data: rows skipped as bad at step %d — %s", trainer.global_step, "; ".join(lines))
+        elif trainer.is_global_zero and trainer.validating and not trainer.sanity_checking:
+            log.info("data: no row skipped as bad at step %d", trainer.global_step)
         metrics = {f"data/skipped_{kind}": float(count) for kind, count in totals.items()}
         if metrics:
             for logger in trainer.loggers:
