@@ -1,6 +1,6 @@
 """Checks that `train.py` runs before the first step, each failing in one line that names the key and the fix.
 
-- `check_config`: data keys (`data.batch_size`, `data.num_workers`, `data.min_size`/`max_size`/
+- `check_config`: `model.weights` where the experiment requires it (`???`), data keys (`data.batch_size`, `data.num_workers`, `data.min_size`/`max_size`/
   `square_size`, `data.max_pixels`, `data.max_skip_fraction`), and every folder the run will
   write (run folder, checkpoint folders, the data source's folder when its data is still to be made).
   (Parquet footers are the data source's own check, when it opens a split.)
@@ -25,10 +25,10 @@ from typing import Any
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from frcnn.data.datamodule import build_source
-from frcnn.evaluation.checkpoint import CheckpointError, load_checkpoint
+from frcnn.checkpoint import CheckpointError, load_checkpoint
 
 log = logging.getLogger("train")
 
@@ -39,6 +39,11 @@ class PreflightError(ValueError):
 
 def check_config(cfg: Mapping[str, Any]) -> None:
     """The data keys and the folders of a composed `train.yaml` config (see the module docstring)."""
+    if isinstance(cfg, DictConfig) and OmegaConf.is_missing(cfg.model, "weights"):
+        raise PreflightError(
+            "model.weights is required: fine-tuning starts from a trained detector, pass model.weights=PATH "
+            "(a .ckpt, a python -m frcnn.convert file, a torchvision .pth) or model.weights=FasterRCNN_ResNet50_FPN_Weights.COCO_V1"
+        )
     check_data(cfg["data"])
     check_writable_dir(cfg["paths"]["output_dir"], "hydra.run.dir")
     for key, folder in checkpoint_folders(cfg).items():

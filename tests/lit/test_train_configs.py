@@ -12,7 +12,9 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
+from frcnn.checkpoint import instantiate_model
 from frcnn.modeling import FasterRCNN
+from frcnn.modeling.config import INITIALISATION_KEYS
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
@@ -35,7 +37,8 @@ def test_experiment_instantiates(compose_train, experiment):
     cfg = compose_train([f"experiment={experiment}"])
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     assert cfg.model.num_classes in (None, datamodule.num_classes)  # null: train.py takes the data's
-    model = hydra.utils.instantiate(cfg.model, num_classes=datamodule.num_classes, _convert_="all")
+    cfg.model.num_classes = datamodule.num_classes
+    model = instantiate_model(cfg.model)
     assert isinstance(model, FasterRCNN)
     assert isinstance(hydra.utils.instantiate(cfg.trainer, precision="32-true"), pl.Trainer)
 
@@ -104,13 +107,15 @@ def _nodes(node, path="model"):
 
 
 def test_model_config_names_every_stage_option(compose_train):
-    """Each node's keys are exactly its target's parameters: every option in a yaml does something."""
+    """Each node's keys are exactly its target's parameters: every option in a yaml does something.
+    The model node's initialisation keys are train.py's (frcnn.initialise), not the model's."""
     cfg = compose_train(["model.num_classes=3"])
     nodes = dict(_nodes(cfg.model))
     assert {"model.transform", "model.backbone", "model.anchor_generator", "model.rpn", "model.roi_heads"} <= set(nodes)
+    assert set(INITIALISATION_KEYS) <= set(cfg.model)
     for path, node in nodes.items():
         options = set(inspect.signature(hydra.utils.get_method(node._target_)).parameters)
-        keys = {key for key in node if key != "_target_"}
+        keys = {key for key in node if key != "_target_" and not (path == "model" and key in INITIALISATION_KEYS)}
         assert keys <= options, f"{path}: {keys - options} are not options of {node._target_}"
 
 
@@ -120,13 +125,13 @@ def test_model_config_names_every_stage_option(compose_train):
 )
 def test_model_stage_option_instantiates(compose_train, stage, option):
     cfg = compose_train([f"model/{stage}={option}", "model.num_classes=3"])
-    model = hydra.utils.instantiate(cfg.model, _convert_="all")
+    model = instantiate_model(cfg.model)
     assert isinstance(model, FasterRCNN) and model.num_classes == 3
 
 
 def test_users_overrides_reach_the_stages(compose_train):
     cfg = compose_train(["model.anchor_generator.sizes=[[16],[32],[64],[128],[256]]", "model.roi_heads.batch_size_per_image=256", "model.num_classes=5"])
-    model = hydra.utils.instantiate(cfg.model, _convert_="all")
+    model = instantiate_model(cfg.model)
     assert model.roi_heads.sampler.batch_size_per_image == 256
     assert [float(cell[1, 2] * 2) for cell in model.anchor_generator.cell_anchors] == [16, 32, 64, 128, 256]  # ratio 1 width
     assert model.roi_heads.box_predictor.num_classes == 5
