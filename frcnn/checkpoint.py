@@ -231,7 +231,7 @@ def build_model(
             keeps the rows of these classes, found by name (each must be there).
     """
     if model_cfg is None and checkpoint.is_bare:
-        model_cfg = r50_fpn_config(checkpoint.num_classes, resize=False)
+        model_cfg = r50_fpn_config(len(class_names) if class_names else checkpoint.num_classes, resize=False)
     elif model_cfg is None:
         model_cfg = checkpoint.cfg["model"]
     try:
@@ -244,8 +244,9 @@ def build_model(
         state_dict = _rows_of(checkpoint, class_names)
     try:
         missing, unexpected = model.load_state_dict(state_dict, strict=False)
-    except RuntimeError as error:  # shapes differ: torch lists them all, one per line
-        raise CheckpointError(f"the checkpoint's weights do not fit the model config: {_reason(error)}") from None
+    except RuntimeError as error:  # shapes differ: torch lists them all, one per line after a heading
+        first = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line), _reason(error))
+        raise CheckpointError(f"the checkpoint's weights do not fit the model config: {first}") from None
     if missing or unexpected:
         example = (missing or unexpected)[0]
         raise CheckpointError(

@@ -303,3 +303,46 @@ def test_mobilenet_file_into_a_resnet_config_is_one_line(tmp_path):
 def test_unknown_weights_classes_is_one_line(source):
     with pytest.raises(CheckpointError, match=r"model.weights_classes='all': use one of by_name, reinit"):
         initialise_from(_target_model(source), source, FOLDER_CLASSES, "all")
+
+
+# ------------------------------------------------------------------ a fine-tune run
+
+
+@pytest.mark.slow
+def test_finetune_run_logs_the_table_and_val_loss_and_its_checkpoint_evaluates(source_path, folder, tiny_overrides, tmp_path, caplog):
+    import csv
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import ROOT, compose_config
+    from frcnn.detector import Detector
+    from train import train
+
+    weights = tmp_path / "weights" / "source.ckpt"
+    weights.parent.mkdir()
+    shutil.copy(source_path, weights)
+    model_options = [option for option in tiny_overrides if option.startswith("model.")]
+    overrides = ["experiment=finetune", f"data.path={folder}", f"model.weights={weights}", "logger=csv", "cpu_threads=1",
+                 "data.min_size=128", "data.max_size=160", "data.num_workers=0", "trainer=cpu", "trainer.max_epochs=1",
+                 "trainer.num_sanity_val_steps=0", "trainer.log_every_n_steps=1", *model_options]  # fmt: skip
+    with caplog.at_level(logging.INFO):
+        train(compose_config(overrides, tmp_path / "run"))
+    assert f"model.weights: checkpoint of this app {weights}" in caplog.text
+    assert "rows copied         3  background, Kite <- kite,  TV <- tv" in caplog.text
+
+    with open(tmp_path / "run" / "csv" / "metrics.csv") as file:
+        rows = [row for row in csv.DictReader(file) if row.get("val/loss")]
+    assert len(rows) == 1
+    terms = [float(rows[0][f"val/{name}"]) for name in ("rpn_cls", "rpn_box", "roi_cls", "roi_box")]
+    assert float(rows[0]["val/loss"]) == pytest.approx(sum(terms), rel=1e-5) and all(value > 0 for value in terms)
+
+    shutil.rmtree(weights.parent)  # a fine-tuned checkpoint never reads its starting weights again
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    detector = Detector.from_checkpoint(checkpoint, device="cpu")
+    assert detector.class_names == FOLDER_CLASSES
+    assert len(detector(next((folder / "val" / "images").iterdir()))) == 1
+    result = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), f"ckpt={checkpoint}", f"hydra.run.dir={tmp_path / 'eval'}"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["num_images"] == 4
