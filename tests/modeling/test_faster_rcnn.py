@@ -106,9 +106,11 @@ def test_detect_with_losses_gives_forwards_detections_and_the_training_losses():
     training_losses = model.train()(images, targets)
     detections, losses = model.eval().detect_with_losses(images, targets, torch.Generator().manual_seed(7))
     assert losses.keys() == training_losses.keys()
-    for name, value in losses.items():
-        assert torch.equal(value, training_losses[name]), name
-    for found, expected in zip(detections, model(images)):
+    for name, value in losses.items():  # evaluation folds every frozen BN into its conv: last-bit differences
+        torch.testing.assert_close(value, training_losses[name].detach(), rtol=1e-4, atol=1e-7, msg=name)
+    with torch.no_grad():  # as validation runs it (frozen BN folds every layer without autograd)
+        expected_detections = model(images)
+    for found, expected in zip(detections, expected_detections):
         assert all(torch.equal(found[key], expected[key]) for key in ("boxes", "scores", "labels"))
 
 
