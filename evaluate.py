@@ -98,7 +98,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if checkpoint.is_bare:
         config.model.num_classes = datamodule.num_classes
     model_cfg = OmegaConf.to_container(config.model, resolve=True)
-    model = build_model(checkpoint, model_cfg).to(device)
+    model = build_model(checkpoint, model_cfg, class_names).to(device)  # a bare COCO file: the data's rows by name
     amp_dtype = getattr(torch, cfg.amp_dtype) if cfg.amp_dtype else None
 
     evaluator = COCOEvaluator(datamodule.label_to_category_id, ground_truth=ground_truth)

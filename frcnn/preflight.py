@@ -154,7 +154,7 @@ def check_resume_checkpoint(path: str | Path, model: torch.nn.Module) -> None:
     if checkpoint.is_bare:
         raise PreflightError(
             f"ckpt_path={path} holds model weights only, not a training checkpoint (optimizer, step, data "
-            "position): resume from a run's checkpoints/last.ckpt; evaluate these weights with evaluate.py ckpt=..."
+            f"position): start a run from these weights with model.weights={path}, or resume from a run's checkpoints/last.ckpt"
         )
     expected = model.state_dict()
     found = checkpoint.model_state_dict
