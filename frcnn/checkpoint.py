@@ -172,7 +172,7 @@ def _parse(checkpoint: Any, source: str) -> LoadedCheckpoint:
             return LoadedCheckpoint(from_torchvision(dict(checkpoint)), kind="torchvision", source=source)
         if all(any(key.startswith(marker) for key in keys) for marker in _OUR_MARKERS):
             return LoadedCheckpoint(dict(checkpoint), kind="frcnn", source=source)
-        raise CheckpointError(f"{source} is a state dict, but not of a FasterRCNN, frcnn's or torchvision's (e.g. {keys[0]!r})")
+        raise CheckpointError(f"{source} is a state dict, but not of frcnn's FasterRCNN nor torchvision's (e.g. {keys[0]!r})")
     raise CheckpointError(f"{source} is not a checkpoint of this app (top-level keys: {sorted(map(str, checkpoint))[:5]})")
 
 

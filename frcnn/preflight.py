@@ -1,6 +1,6 @@
 """Checks that `train.py` runs before the first step, each failing in one line that names the key and the fix.
 
-- `check_config`: `model.weights` where the experiment requires it (`???`), data keys (`data.batch_size`, `data.num_workers`, `data.min_size`/`max_size`/
+- `check_config`: `model.weights` where the experiment requires it (`weights_required`), data keys (`data.batch_size`, `data.num_workers`, `data.min_size`/`max_size`/
   `square_size`, `data.max_pixels`, `data.max_skip_fraction`), and every folder the run will
   write (run folder, checkpoint folders, the data source's folder when its data is still to be made).
   (Parquet footers are the data source's own check, when it opens a split.)
@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from frcnn.data.datamodule import build_source
 from frcnn.checkpoint import CheckpointError, load_checkpoint
@@ -39,7 +39,7 @@ class PreflightError(ValueError):
 
 def check_config(cfg: Mapping[str, Any]) -> None:
     """The data keys and the folders of a composed `train.yaml` config (see the module docstring)."""
-    if isinstance(cfg, DictConfig) and OmegaConf.is_missing(cfg.model, "weights"):
+    if cfg.get("weights_required") and not cfg["model"].get("weights"):
         raise PreflightError(
             "model.weights is required: fine-tuning starts from a trained detector, pass model.weights=PATH "
             "(a .ckpt, a python -m frcnn.convert file, a torchvision .pth) or model.weights=FasterRCNN_ResNet50_FPN_Weights.COCO_V1"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from frcnn.checkpoint import CheckpointError, build_model, load_checkpoint, read_weights
+from frcnn.checkpoint import CheckpointError, build_model, instantiate_model, load_checkpoint, read_weights
 from frcnn.convert import from_torchvision, to_torchvision
 from frcnn.data.coco_classes import COCO_CATEGORY_IDS, COCO_CLASSES
 from frcnn.detector import Detector
@@ -46,7 +46,7 @@ def test_foreign_checkpoints(tmp_path):
     with pytest.raises(CheckpointError, match="not of this app"):
         load_checkpoint(tmp_path / "lightning.ckpt")
     torch.save({"fc.weight": torch.zeros(1)}, tmp_path / "resnet.pth")
-    with pytest.raises(CheckpointError, match="not of a FasterRCNN"):
+    with pytest.raises(CheckpointError, match="not of frcnn"):
         load_checkpoint(tmp_path / "resnet.pth")
     torch.save([1, 2], tmp_path / "list.pt")
     with pytest.raises(CheckpointError, match="holds a list"):
@@ -127,3 +127,14 @@ def test_unknown_weights_name_is_one_line():
         read_weights("NoSuch_Weights.X")
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         read_weights(str(Path("missing") / "weights.pth"))
+
+
+def test_whole_detector_weights_replace_the_backbone_file(caplog):
+    """The backbone's ImageNet file is not read (it does not exist here): one line says why."""
+    config = {**r50_fpn_config(4, backbone_weights="/gone/resnet50.pth"), "weights": "/weights/coco.pth", "weights_classes": "by_name"}
+    with caplog.at_level("INFO", logger="frcnn.checkpoint"):
+        model = instantiate_model(config)
+    assert isinstance(model, FasterRCNN)
+    assert [record.getMessage() for record in caplog.records] == [
+        "model.weights=/weights/coco.pth replaces model.backbone.weights=/gone/resnet50.pth: the backbone file is not loaded"
+    ]

@@ -33,8 +33,10 @@ def _coco_folder(root: Path) -> Path:
 
 
 @pytest.mark.parametrize("experiment", _options("experiment"))
-def test_experiment_instantiates(compose_train, experiment):
+def test_experiment_instantiates(compose_train, tmp_path, experiment):
     cfg = compose_train([f"experiment={experiment}"])
+    if cfg.data.source._target_.endswith("CocoFolder"):  # experiment=finetune: your own folder
+        cfg = compose_train([f"experiment={experiment}", f"data.path={_coco_folder(tmp_path / 'coco')}"])
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     assert cfg.model.num_classes in (None, datamodule.num_classes)  # null: train.py takes the data's
     cfg.model.num_classes = datamodule.num_classes
@@ -142,3 +144,11 @@ def test_optuna_search_composes(compose_train):
     cfg = compose_train(["hparams_search=optuna"])
     assert cfg.hydra.sweeper.direction == "maximize"
     assert cfg.monitor == "val/map"
+
+
+def test_finetune_is_the_tutorials_recipe(compose_train):
+    cfg = compose_train(["experiment=finetune"])
+    assert cfg.data.source._target_ == "frcnn.data.sources.coco_folder.CocoFolder" and cfg.weights_required
+    assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay, cfg.data.batch_size) == (0.005, 0.9, 5e-4, 2)
+    assert (list(cfg.scheduler.milestones), cfg.scheduler.gamma, cfg.trainer.max_epochs) == ([3, 6, 9], 0.1, 10)
+    assert (cfg.trainer.val_check_interval, cfg.trainer.check_val_every_n_epoch, cfg.module.val_loss) == (1.0, 1, True)
