@@ -181,4 +181,4 @@ def _fitting_config(found: dict[str, Tensor]) -> str:
     depth = {6: 50, 23: 101}.get(blocks)
     if depth is None:
         return f"the file's ResNet has {blocks} blocks in layer3, a depth frcnn does not build"
-    return f"the file is ResNet-{depth} + FPN: train with model/backbone=resnet{depth}_fpn{width} (and the source run's other model options)"
+    return f"the file is ResNet-{depth} + FPN: train with model=frcnn_r50_fpn model/backbone=resnet{depth}_fpn{width} (and the source run's other model options)"

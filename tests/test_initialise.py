@@ -272,12 +272,12 @@ def _small(**options) -> dict:
         (
             {**_small(), "backbone": {**_small()["backbone"], "depth": 101}},
             r"another architecture: backbone.body.layer3.6.conv1.weight is in the weights, not in this model; "
-            r"the file is ResNet-101 \+ FPN: train with model/backbone=resnet101_fpn model.backbone.out_channels=32",
+            r"the file is ResNet-101 \+ FPN: train with model=frcnn_r50_fpn model/backbone=resnet101_fpn model.backbone.out_channels=32",
         ),
         (
             r50_fpn_config(4, fpn_channels=64, box_representation_size=64),
             r"another architecture: backbone.fpn.lateral_convs.0.weight is \[64, 256, 1, 1\] there, \[32, 256, 1, 1\] here; "
-            r"the file is ResNet-50 \+ FPN: train with model/backbone=resnet50_fpn model.backbone.out_channels=64",
+            r"the file is ResNet-50 \+ FPN: train with model=frcnn_r50_fpn model/backbone=resnet50_fpn model.backbone.out_channels=64",
         ),
     ],
     ids=["r101_into_r50", "fpn_width"],
