@@ -82,6 +82,7 @@ class DetectionModule(pl.LightningModule):
         self.per_class_ap = bool(cfg.get("module", {}).get("per_class_ap", False))
         self.val_loss = bool(cfg.get("module", {}).get("val_loss", False))
         self._val_generator: torch.Generator | None = None
+        self._val_loss_sums: Tensor | None = None  # [5]: the four losses times images, and images
         self.val_metric = COCOEvaluator(label_to_category_id, class_metrics=self.per_class_ap)
 
     @classmethod
@@ -129,9 +130,8 @@ class DetectionModule(pl.LightningModule):
         images, targets = batch
         if self.val_loss:
             preds, losses = self.model.detect_with_losses(images, targets, self._val_generator)
-            values = {f"val/{name}": losses[name] for name in LOSS_NAMES}
-            values["val/loss"] = sum(values.values())
-            self.log_dict(values, on_step=False, on_epoch=True, batch_size=len(images), sync_dist=True)
+            batch_losses = torch.stack([losses[name] for name in LOSS_NAMES] + [losses[LOSS_NAMES[0]].new_ones(())])
+            self._val_loss_sums += batch_losses * len(images)
         else:
             preds = self.model(images)
         self.val_metric.update(in_original_pixels(preds, targets), [target["image_id"] for target in targets])
@@ -140,6 +140,7 @@ class DetectionModule(pl.LightningModule):
     def on_validation_epoch_start(self) -> None:
         if self.val_loss:  # not torch's global stream: training's samplers draw from that one
             self._val_generator = torch.Generator(self.device).manual_seed(VAL_LOSS_SEED)
+            self._val_loss_sums = torch.zeros(len(LOSS_NAMES) + 1, device=self.device)
         # The split's stored annotations (cached by the data module) and its ids, from one source:
         # every rank holds them all, and the metric scores the images the ranks evaluated together.
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -148,6 +149,8 @@ class DetectionModule(pl.LightningModule):
             self.val_metric.label_to_category_id = datamodule.label_to_category_id
 
     def on_validation_epoch_end(self) -> None:
+        if self.val_loss:
+            self._log_val_loss()
         metrics = self.val_metric.compute()
         self.val_metric.reset()
         self.log_dict({f"val/{name}": metrics[name] for name in VAL_METRIC_NAMES}, sync_dist=True)
@@ -158,6 +161,17 @@ class DetectionModule(pl.LightningModule):
                 for label, ap in zip(metrics["classes"].tolist(), metrics["map_per_class"])
             }
             self.log_dict(per_class, sync_dist=True)
+
+    def _log_val_loss(self) -> None:
+        """The image-weighted mean of each loss over every rank's images. Reduced here, where
+        every rank takes part, not by ``self.log(sync_dist=True)`` per step: a rank without
+        validation images would never join that reduction and the others would wait for it."""
+        sums = self.trainer.strategy.reduce(self._val_loss_sums, reduce_op="sum")
+        num_images = sums[-1]
+        if num_images > 0:
+            means = sums[:-1] / num_images
+            values = {f"val/{name}": mean for name, mean in zip(LOSS_NAMES, means)}
+            self.log_dict({**values, "val/loss": means.sum()})
 
     # -------------------------------------------------------------- prediction
 
