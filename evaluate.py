@@ -34,8 +34,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from frcnn.evaluation import COCOEvaluator, GroundTruthError, evaluate_coco, load_ground_truth_json, write_json
-from frcnn.detector import build_model, resolve_device
-from frcnn.evaluation.checkpoint import CheckpointError, load_checkpoint
+from frcnn.checkpoint import CheckpointError, build_model, load_checkpoint
+from frcnn.detector import resolve_device
 from frcnn.evaluation.ground_truth import check_same_ids, left_out_message
 from frcnn.evaluation.inference import in_original_pixels, predict
 from frcnn.evaluation.report import format_coco_table, format_per_class_table, write_metrics
@@ -102,7 +102,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if checkpoint.is_bare:
         config.model.num_classes = datamodule.num_classes
     model_cfg = OmegaConf.to_container(config.model, resolve=True)
-    model = build_model(checkpoint, model_cfg).to(device)
+    model = build_model(checkpoint, model_cfg, class_names).to(device)  # a bare COCO file: the data's rows by name
     amp_dtype = getattr(torch, cfg.amp_dtype) if cfg.amp_dtype else None
 
     evaluator = COCOEvaluator(datamodule.label_to_category_id, ground_truth=ground_truth)

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 
 from frcnn.data.image_files import ImageFile, ImageFileDataset, NoImagesError, collect_images
 from frcnn.detector import Detections, Detector
-from frcnn.evaluation.checkpoint import CheckpointError
+from frcnn.checkpoint import CheckpointError
 from frcnn.evaluation.coco_format import coco_results, write_json
 from frcnn.evaluation.visualize import save_picture
 from frcnn.progress import image_progress

@@ -26,8 +26,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from frcnn import preflight
+from frcnn.checkpoint import CheckpointError
 from frcnn.data.schema import SchemaError
 from frcnn.data.source import DataSourceError
+from frcnn.initialise import initialise
 from frcnn.lit import DetectionModule
 from frcnn.lit.module import ConfigError
 from frcnn.lit.quiet import quiet_lightning
@@ -47,6 +49,7 @@ USER_ERRORS = (
     SchemaError,
     ConnectionError,
     preflight.PreflightError,
+    CheckpointError,
 )
 
 
@@ -70,6 +73,8 @@ def train(cfg: DictConfig) -> float | None:
     module = DetectionModule(module_cfg, datamodule.class_names, datamodule.label_to_category_id)
     if ckpt_path is not None:
         preflight.check_resume_checkpoint(ckpt_path, module.model)
+    elif cfg.model.get("weights"):
+        initialise(module.model, cfg.model.weights, datamodule.class_names, cfg.model.get("weights_classes", "by_name"))
     preflight.check_checkpoint_space(cfg, module.model)
 
     callbacks = instantiate_group(cfg.get("callbacks"))

@@ -16,23 +16,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from frcnn.convert import COCO_CATEGORY_IDS
-from frcnn.data.coco_classes import COCO_CLASSES
+from frcnn.checkpoint import build_model, coco_layout, load_checkpoint
 from frcnn.data.image_files import ImageInput, load_image
 from frcnn.data.transforms import build_resize, inference_min_size
-from frcnn.evaluation.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint
 from frcnn.evaluation.visualize import draw_detections, draw_proposals
-from frcnn.modeling.config import checkpoint_model_config, r50_fpn_config
 from frcnn.ops.rescale import to_original_pixels
 
 __all__ = ["Detections", "Detector", "build_model"]
@@ -71,40 +67,6 @@ class Detections:
             "labels": self.labels.tolist(),
             "names": self.names,
         }
-
-
-def build_model(checkpoint: LoadedCheckpoint, model_cfg: Mapping[str, Any] | None = None) -> nn.Module:
-    """A ``FasterRCNN`` with the checkpoint's weights, in eval mode.
-
-    Args:
-        model_cfg: the model's Hydra config (``_target_`` and options); None: the checkpoint's
-            own, or for a bare state dict the default model with as many classes as its box
-            predictor. The backbone's ImageNet weights are dropped: the checkpoint's replace them.
-    """
-    if model_cfg is None and checkpoint.is_bare:
-        model_cfg = r50_fpn_config(_num_classes(checkpoint), resize=False)
-    elif model_cfg is None:
-        model_cfg = checkpoint.cfg["model"]
-    try:
-        model_cfg = checkpoint_model_config(model_cfg)
-    except ValueError as error:
-        raise CheckpointError(str(error)) from None
-    model = hydra.utils.instantiate(model_cfg, _convert_="all")
-    missing, unexpected = model.load_state_dict(checkpoint.model_state_dict, strict=False)
-    if missing or unexpected:
-        example = (missing or unexpected)[0]
-        raise CheckpointError(
-            f"the checkpoint's weights do not fit the model config: {len(missing)} missing and "
-            f"{len(unexpected)} unexpected parameters (e.g. {example!r})"
-        )
-    return model.eval()
-
-
-def _num_classes(checkpoint: LoadedCheckpoint) -> int:
-    weight = checkpoint.model_state_dict.get("roi_heads.box_predictor.cls_score.weight")
-    if weight is None:
-        raise CheckpointError("the state dict has no roi_heads.box_predictor.cls_score.weight: not a FasterRCNN of frcnn")
-    return int(weight.shape[0])
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -155,20 +117,18 @@ class Detector:
         min_size: int | None = None,
         max_size: int | None = None,
     ) -> Detector:
-        """A checkpoint of the training app (.ckpt) or a state dict from ``python -m frcnn.convert``
-        (81 classes: COCO's names and category ids).
+        """A checkpoint of the training app (.ckpt), a state dict from ``python -m frcnn.convert``
+        or torchvision's as downloaded (81 or 91 classes: COCO's names and category ids).
 
         ``min_size``/``max_size`` replace the checkpoint's resize sizes. Raises
-        :class:`~frcnn.evaluation.checkpoint.CheckpointError` (one line) for a missing or foreign file.
+        :class:`~frcnn.checkpoint.CheckpointError` (one line) for a missing or foreign file.
         """
         checkpoint = load_checkpoint(path)
         model = build_model(checkpoint)
         num_classes = model.num_classes
         if checkpoint.is_bare:
             resize_cfg = dict(_BARE_RESIZE)
-            coco = num_classes == len(COCO_CLASSES) + 1
-            class_names = ["background", *COCO_CLASSES] if coco else ["background", *map(str, range(1, num_classes))]
-            label_to_category_id = [0, *COCO_CATEGORY_IDS] if coco else None
+            class_names, label_to_category_id = coco_layout(num_classes) or (["background", *map(str, range(1, num_classes))], None)
         else:
             data_cfg = checkpoint.cfg.get("data", {})
             resize_cfg = {key: data_cfg.get("resize" if key == "mode" else key, value) for key, value in _BARE_RESIZE.items()}

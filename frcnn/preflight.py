@@ -1,6 +1,6 @@
 """Checks that `train.py` runs before the first step, each failing in one line that names the key and the fix.
 
-- `check_config`: data keys (`data.batch_size`, `data.num_workers`, `data.min_size`/`max_size`/
+- `check_config`: `model.weights` where the experiment requires it (`weights_required`), data keys (`data.batch_size`, `data.num_workers`, `data.min_size`/`max_size`/
   `square_size`, `data.max_pixels`, `data.max_skip_fraction`), and every folder the run will
   write (run folder, checkpoint folders, the data source's folder when its data is still to be made).
   (Parquet footers are the data source's own check, when it opens a split.)
@@ -28,7 +28,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from frcnn.data.datamodule import build_source
-from frcnn.evaluation.checkpoint import CheckpointError, load_checkpoint
+from frcnn.checkpoint import CheckpointError, load_checkpoint
 
 log = logging.getLogger("train")
 
@@ -39,6 +39,11 @@ class PreflightError(ValueError):
 
 def check_config(cfg: Mapping[str, Any]) -> None:
     """The data keys and the folders of a composed `train.yaml` config (see the module docstring)."""
+    if cfg.get("weights_required") and not cfg["model"].get("weights"):
+        raise PreflightError(
+            "model.weights is required: fine-tuning starts from a trained detector, pass model.weights=PATH "
+            "(a .ckpt, a python -m frcnn.convert file, a torchvision .pth) or model.weights=FasterRCNN_ResNet50_FPN_Weights.COCO_V1"
+        )
     check_data(cfg["data"])
     check_writable_dir(cfg["paths"]["output_dir"], "hydra.run.dir")
     for key, folder in checkpoint_folders(cfg).items():
@@ -152,7 +157,7 @@ def check_resume_checkpoint(path: str | Path, model: torch.nn.Module) -> None:
     if checkpoint.is_bare:
         raise PreflightError(
             f"ckpt_path={path} holds model weights only, not a training checkpoint (optimizer, step, data "
-            "position): resume from a run's checkpoints/last.ckpt; evaluate these weights with evaluate.py ckpt=..."
+            f"position): start a run from these weights with model.weights={path}, or resume from a run's checkpoints/last.ckpt"
         )
     expected = model.state_dict()
     found = checkpoint.model_state_dict

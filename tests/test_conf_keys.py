@@ -16,6 +16,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
+from frcnn.modeling.config import INITIALISATION_KEYS
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
 # train.yaml's groups whose options each get composed (hparams_search needs a plugin: composed when installed).
@@ -24,6 +26,9 @@ GROUPS = ("model/transform", "model/backbone", "model/anchor_generator", "model/
 APPS = {"train": ["train.py"], "evaluate": ["evaluate.py"], "predict": ["predict.py"]}
 # Targets whose **kwargs go on to another callable, named by the library's documentation.
 KWARGS_GO_TO = {"lightning.pytorch.strategies.DDPStrategy": "torch.nn.parallel.DistributedDataParallel"}
+# Keys a node carries for the app rather than its target: the model node's initialisation keys,
+# which frcnn.initialise reads and takes out before the model is built.
+READ_BY_THE_APP = {"frcnn.modeling.FasterRCNN": set(INITIALISATION_KEYS)}
 
 
 def _compose(config_name: str, overrides: list[str]) -> dict[str, Any]:
@@ -53,7 +58,7 @@ def _unread_keys(node: dict[str, Any]) -> set[str]:
     """Keys of a ``_target_`` node that its target does not take. A target with ``**kwargs``
     hands the rest to its ``source`` node's target (the data module) or to ``KWARGS_GO_TO``'s."""
     parameters = inspect.signature(hydra.utils.get_method(node["_target_"])).parameters
-    rest = {key for key in node if not key.startswith("_")} - set(parameters)
+    rest = {key for key in node if not key.startswith("_")} - set(parameters) - READ_BY_THE_APP.get(node["_target_"], set())
     takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     if rest and takes_kwargs and isinstance(node.get("source"), dict):
         rest -= set(inspect.signature(hydra.utils.get_method(node["source"]["_target_"])).parameters)

@@ -20,7 +20,7 @@ from frcnn.convert import main as convert_main
 from frcnn.data.coco_classes import COCO_CLASSES
 from frcnn.data.sources.shapes import make_row
 from frcnn.detector import Detections, build_model
-from frcnn.evaluation.checkpoint import load_checkpoint
+from frcnn.checkpoint import load_checkpoint
 from frcnn.evaluation.inference import in_original_pixels, predict
 from frcnn.evaluation.visualize import class_color
 

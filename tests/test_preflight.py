@@ -153,7 +153,8 @@ def _files(tmp_path: Path) -> None:
         ("data.path={tmp}/afile/shapes", "data.path={tmp}/afile/shapes cannot be written (the data is generated there on first use)", "run"),
         ("trainer.max_steps=2", "callbacks.model_checkpoint.dirpath={tmp}/run_with_file/checkpoints cannot be written: {tmp}/run_with_file/checkpoints is a file, not a folder", "run_with_file"),
         ("ckpt_path={tmp}/random.ckpt", "ckpt_path: {tmp}/random.ckpt is truncated or not a PyTorch checkpoint", "run"),
-        ("ckpt_path={tmp}/torchvision.pth", "is a torchvision FasterRCNN state dict: convert it first with `python -m frcnn.convert {tmp}/torchvision.pth frcnn_weights.pt --coco-to-80`", "run"),
+        ("ckpt_path={tmp}/torchvision.pth", "ckpt_path={tmp}/torchvision.pth holds model weights only, not a training checkpoint (optimizer, step, data position): start a run from these weights with model.weights={tmp}/torchvision.pth", "run"),
+        ("experiment=finetune", "model.weights is required: fine-tuning starts from a trained detector, pass model.weights=PATH", "run"),
         ("ckpt_path={tmp}/other.ckpt", "ckpt_path={tmp}/other.ckpt was trained with another model or data config", "run"),
     ],
 )

@@ -18,6 +18,9 @@ image), ``labels`` (Tensor[N], 1..C-1), ``image_id``, ``orig_size`` (H0, W0) and
 
 Validation scores against the split's stored annotations (``trainer.datamodule.val_ground_truth()``,
 the official COCO protocol, :mod:`frcnn.evaluation.ground_truth`), not against these targets.
+With ``module.val_loss`` it also logs the four losses against these targets (``val/loss``,
+``val/rpn_cls`` ...), from the same forward pass (``FasterRCNN.detect_with_losses``), with
+samplers drawing from a generator of the module's own, seeded anew at every validation.
 """
 
 from __future__ import annotations
@@ -34,13 +37,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from frcnn.checkpoint import CheckpointError, instantiate_model, load_checkpoint
 from frcnn.evaluation import COCOEvaluator
 from frcnn.evaluation.inference import in_original_pixels
-from frcnn.modeling.config import checkpoint_model_config
 from frcnn.modeling.faster_rcnn import LOSS_NAMES
 
 Batch = tuple[list[Tensor], list[dict[str, Tensor]]]
 VAL_METRIC_NAMES = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large", "mar_100")
+VAL_LOSS_SEED = 0  # the validation loss's samplers start from this seed at every validation
 
 
 class ConfigError(ValueError):
@@ -74,24 +78,27 @@ class DetectionModule(pl.LightningModule):
             {"cfg": cfg, "class_names": class_names, "label_to_category_id": label_to_category_id}
         )
         self.cfg = cfg
-        self.model = hydra.utils.instantiate(cfg["model"], _convert_="all")
+        self.model = instantiate_model(cfg["model"])
         self.per_class_ap = bool(cfg.get("module", {}).get("per_class_ap", False))
+        self.val_loss = bool(cfg.get("module", {}).get("val_loss", False))
+        self._val_generator: torch.Generator | None = None
+        self._val_loss_sums: Tensor | None = None  # [5]: the four losses times images, and images
         self.val_metric = COCOEvaluator(label_to_category_id, class_metrics=self.per_class_ap)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, map_location: Any = "cpu") -> DetectionModule:
+    def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> DetectionModule:
         """Rebuild the module from a checkpoint of this app and load its weights.
 
-        Loads with ``weights_only=True``. The backbone weights file named in the config is not
-        needed: the checkpoint's state dict replaces it.
+        Reads it with :func:`frcnn.checkpoint.load_checkpoint` (``weights_only=True``, old
+        configs translated). The weights files named in the config are not read: the
+        checkpoint's state dict replaces them.
         """
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-        hparams = dict(checkpoint["hyper_parameters"])
-        cfg = dict(hparams.pop("cfg"))
-        cfg["model"] = checkpoint_model_config(cfg["model"])  # translates a flat pre-stage-node config
-        module = cls(cfg, **hparams)
-        module.load_state_dict(checkpoint["state_dict"])
-        return module
+        checkpoint = load_checkpoint(path)
+        if checkpoint.is_bare:
+            raise CheckpointError(f"{path} holds model weights only: DetectionModule needs a checkpoint of this app")
+        module = cls(checkpoint.cfg, checkpoint.class_names, checkpoint.label_to_category_id)
+        module.model.load_state_dict(checkpoint.model_state_dict)
+        return module.to(map_location)
 
     # ---------------------------------------------------------------- training
 
@@ -121,11 +128,19 @@ class DetectionModule(pl.LightningModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> list[dict[str, Tensor]]:
         """Scores the batch; returns its detections (in the batch's pixels) for callbacks."""
         images, targets = batch
-        preds = self.model(images)
+        if self.val_loss:
+            preds, losses = self.model.detect_with_losses(images, targets, self._val_generator)
+            batch_losses = torch.stack([losses[name] for name in LOSS_NAMES] + [losses[LOSS_NAMES[0]].new_ones(())])
+            self._val_loss_sums += batch_losses * len(images)
+        else:
+            preds = self.model(images)
         self.val_metric.update(in_original_pixels(preds, targets), [target["image_id"] for target in targets])
         return preds
 
     def on_validation_epoch_start(self) -> None:
+        if self.val_loss:  # not torch's global stream: training's samplers draw from that one
+            self._val_generator = torch.Generator(self.device).manual_seed(VAL_LOSS_SEED)
+            self._val_loss_sums = torch.zeros(len(LOSS_NAMES) + 1, device=self.device)
         # The split's stored annotations (cached by the data module) and its ids, from one source:
         # every rank holds them all, and the metric scores the images the ranks evaluated together.
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -134,6 +149,8 @@ class DetectionModule(pl.LightningModule):
             self.val_metric.label_to_category_id = datamodule.label_to_category_id
 
     def on_validation_epoch_end(self) -> None:
+        if self.val_loss:
+            self._log_val_loss()
         metrics = self.val_metric.compute()
         self.val_metric.reset()
         self.log_dict({f"val/{name}": metrics[name] for name in VAL_METRIC_NAMES}, sync_dist=True)
@@ -144,6 +161,17 @@ class DetectionModule(pl.LightningModule):
                 for label, ap in zip(metrics["classes"].tolist(), metrics["map_per_class"])
             }
             self.log_dict(per_class, sync_dist=True)
+
+    def _log_val_loss(self) -> None:
+        """The image-weighted mean of each loss over every rank's images. Reduced here, where
+        every rank takes part, not by ``self.log(sync_dist=True)`` per step: a rank without
+        validation images would never join that reduction and the others would wait for it."""
+        sums = self.trainer.strategy.reduce(self._val_loss_sums, reduce_op="sum")
+        num_images = sums[-1]
+        if num_images > 0:
+            means = sums[:-1] / num_images
+            values = {f"val/{name}": mean for name, mean in zip(LOSS_NAMES, means)}
+            self.log_dict({**values, "val/loss": means.sum()})
 
     # -------------------------------------------------------------- prediction
 

@@ -16,7 +16,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["FLAT_OPTIONS", "checkpoint_model_config", "r50_fpn_config"]
+__all__ = ["FLAT_OPTIONS", "INITIALISATION_KEYS", "checkpoint_model_config", "r50_fpn_config"]
+
+# Keys of the model node that say what training starts from (read by frcnn.initialise), not
+# options of the model: `weights` (a whole-detector file) and `weights_classes` (by_name | reinit).
+INITIALISATION_KEYS = ("weights", "weights_classes")
 
 MODEL_CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
 # torchvision's flat option -> the key of the composed tree it sets (anchor_sizes and aspect_ratios
@@ -105,9 +109,9 @@ def _load(path: Path) -> DictConfig:
 
 def checkpoint_model_config(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
     """A checkpoint's ``cfg["model"]`` ready to instantiate: a flat one (written before the
-    stages were nodes) translated to the tree, and the backbone's ImageNet weights file
-    dropped (the checkpoint's state dict replaces it)."""
-    model_cfg = dict(model_cfg)
+    stages were nodes) translated to the tree, and the weights files it was started from
+    dropped (``weights``, the backbone's ImageNet file: the checkpoint's state dict replaces them)."""
+    model_cfg = {key: value for key, value in model_cfg.items() if key not in INITIALISATION_KEYS}
     if "backbone" not in model_cfg:  # the old flat config: every key an option of r50_fpn_config
         options = {key: value for key, value in model_cfg.items() if key != "_target_"}
         try:

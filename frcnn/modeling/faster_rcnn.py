@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from frcnn.modeling.anchors import AnchorGenerator
 from frcnn.modeling.config import r50_fpn_config
+from frcnn.modeling.roi_heads import Detections
 from frcnn.modeling.structures import ImageBatch
 from frcnn.modeling.transform import ImageTransform, image_sizes
 
@@ -102,6 +103,34 @@ class FasterRCNN(nn.Module):
         features = self.backbone(batch.tensor)
         proposals, _ = self.rpn(batch, features, self._anchors(batch, features))
         detections, _ = self.roi_heads(features, proposals, batch.image_sizes)
+        return self._per_image(detections, batch, images)
+
+    @torch.no_grad()
+    def detect_with_losses(
+        self, images: Sequence[Tensor], targets: Sequence[dict[str, Tensor]], generator: torch.Generator | None = None
+    ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
+        """Evaluation mode: ``forward``'s detections, and the four losses against ``targets``
+        from the same pass (backbone and RPN once), for the validation loss.
+
+        The losses are the training losses' terms computed in evaluation mode, so they differ
+        from a training step's in three ways: batch norm (``norm=bn``) uses its running
+        statistics and does not update them; the RoI losses sample from the test-time
+        proposals (``*_top_n_test``); both samplers draw from ``generator`` (None: torch's
+        global stream, which training uses: pass one to leave that stream untouched).
+        """
+        if self.training:
+            raise RuntimeError("detect_with_losses runs in evaluation mode: call model.eval() first")
+        self._check_images(images)
+        self._check_targets(images, targets)
+        batch, gt = self.transform(images, targets)
+        features = self.backbone(batch.tensor)
+        proposals, rpn_losses = self.rpn(batch, features, self._anchors(batch, features), gt, generator)
+        _, roi_losses = self.roi_heads(features, proposals, batch.image_sizes, gt, generator)
+        detections, _ = self.roi_heads(features, proposals, batch.image_sizes)
+        return self._per_image(detections, batch, images), {**rpn_losses, **roi_losses}
+
+    def _per_image(self, detections: Detections, batch: ImageBatch, images: Sequence[Tensor]) -> list[dict[str, Tensor]]:
+        """Padded ``[B, D]`` detections → one dict per image, boxes in the input images' pixels."""
         boxes = self.transform.map_back(detections.boxes, batch, image_sizes(images))
         counts = detections.valid.sum(dim=1).tolist()  # the one read of the batch: valid slots are a prefix
         return [

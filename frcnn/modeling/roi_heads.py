@@ -106,14 +106,16 @@ class RoIHeads(nn.Module):
         proposals: Proposals,
         image_sizes: Tensor,
         gt: GroundTruth | None = None,
+        generator: torch.Generator | None = None,
     ) -> tuple[Detections | None, dict[str, Tensor]]:
         """Losses when ``gt`` is given (training), otherwise detections.
 
         Args:
             features: pyramid levels (the pooler reads its own); proposals: ``[B, P, 4]``; image_sizes: ``[B, 2]`` (height, width).
+            generator: the proposal sampler's random stream (None: torch's global one).
         """
         if gt is not None:
-            samples = self.label_and_sample_proposals(proposals, gt)
+            samples = self.label_and_sample_proposals(proposals, gt, generator)
             class_logits, box_deltas = self.predict(features, samples.boxes)
             return None, self.losses(class_logits, box_deltas, samples)
         # Proposals are padded to a fixed count per image, valid ones first; on small images
@@ -136,14 +138,16 @@ class RoIHeads(nn.Module):
         )
 
     @torch.no_grad()
-    def label_and_sample_proposals(self, proposals: Proposals, gt: GroundTruth) -> Samples:
+    def label_and_sample_proposals(
+        self, proposals: Proposals, gt: GroundTruth, generator: torch.Generator | None = None
+    ) -> Samples:
         """Match ``proposals [B, P, 4]`` plus the ground-truth boxes ``[B, G, 4]`` to the
         ground truth and sample S per image (``index`` into the P + G candidates)."""
         # The ground-truth boxes join the proposals, so every object has a perfect positive.
         candidates = torch.cat([proposals.boxes, gt.boxes], dim=1)
         labels, matched_boxes = label_by_matching(self.matcher, gt, candidates)
         labels = labels.masked_fill(~torch.cat([proposals.valid, gt.valid], dim=1), -1)
-        sampled, valid = self.sampler(labels)  # [B, S]
+        sampled, valid = self.sampler(labels, generator)  # [B, S]
         rois = candidates.gather(1, sampled[..., None].expand(-1, -1, 4))
         labels = labels.gather(1, sampled).clamp(min=0)
         positive = valid & (labels > 0)

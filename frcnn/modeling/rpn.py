@@ -97,17 +97,19 @@ class RegionProposalNetwork(nn.Module):
         features: Sequence[Tensor],
         anchors: tuple[Tensor, list[int]],
         gt: GroundTruth | None = None,
+        generator: torch.Generator | None = None,
     ) -> tuple[Proposals, dict[str, Tensor]]:
         """Proposals for ``images`` from pyramid ``features`` (P2–P6); losses when ``gt`` is given.
 
         ``anchors``: what ``AnchorGenerator`` returns, ``[A, 4]`` and the count per level.
+        ``generator``: the anchor sampler's random stream (None: torch's global one).
         """
         anchors, anchors_per_level = anchors
         # Box arithmetic and losses run in float32 also under autocast: half precision cannot
         # hold pixel coordinates (bfloat16 steps by 8 px at 1024).
         logits, deltas = (output.float() for output in self.head(features))
         proposals = self.propose(logits.detach(), deltas.detach(), anchors, anchors_per_level, images.image_sizes)
-        losses = {} if gt is None else self.losses(logits, deltas, self.label_and_sample_anchors(anchors, gt))
+        losses = {} if gt is None else self.losses(logits, deltas, self.label_and_sample_anchors(anchors, gt, generator))
         return proposals, losses
 
     @torch.no_grad()
@@ -162,14 +164,14 @@ class RegionProposalNetwork(nn.Module):
         return Proposals(boxes=pad_row(boxes)[kept], scores=pad_row(scores)[kept], valid=valid)
 
     @torch.no_grad()
-    def label_and_sample_anchors(self, anchors: Tensor, gt: GroundTruth) -> Samples:
+    def label_and_sample_anchors(self, anchors: Tensor, gt: GroundTruth, generator: torch.Generator | None = None) -> Samples:
         """Match ``anchors [A, 4]`` to the ground truth and sample S per image.
 
         Returns ``Samples`` with ``index`` into A and ``labels`` the matched class
         (``> 0``: object); deltas encode the matched box against the anchor.
         """
         labels, matched_boxes = label_by_matching(self.matcher, gt, anchors)
-        sampled, valid = self.sampler(labels)  # [B, S]
+        sampled, valid = self.sampler(labels, generator)  # [B, S]
         sampled_labels = labels.gather(1, sampled).clamp(min=0)
         positive = valid & (sampled_labels > 0)
         sampled_anchors = anchors[sampled]

@@ -25,17 +25,18 @@ class BalancedSampler:
         self.batch_size_per_image = batch_size_per_image
         self.positive_fraction = positive_fraction
 
-    def __call__(self, labels: Tensor) -> tuple[Tensor, Tensor]:
+    def __call__(self, labels: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Sample from ``labels [B, N]``: ``>= 1`` positive, ``0`` negative, ``-1`` ignored.
+        ``generator``: where the draws come from (None: torch's global random stream).
 
         Returns:
             indices ``[B, S]`` into N, positives first; valid ``[B, S]`` bool, False for unused slots.
         """
         num_candidates = labels.shape[1]
         max_positives = int(self.batch_size_per_image * self.positive_fraction)
-        positive = self._random_subset(labels >= 1, min(max_positives, num_candidates))
+        positive = self._random_subset(labels >= 1, min(max_positives, num_candidates), generator=generator)
         num_negatives = self.batch_size_per_image - positive.sum(dim=1, keepdim=True)
-        negative = self._random_subset(labels == 0, min(self.batch_size_per_image, num_candidates), num_negatives)
+        negative = self._random_subset(labels == 0, min(self.batch_size_per_image, num_candidates), num_negatives, generator)
         # Positives rank 2, negatives 1, the rest 0: one top-k gathers the sample.
         rank = positive.to(torch.int8) * 2 + negative.to(torch.int8)
         num_slots = min(self.batch_size_per_image, num_candidates)
@@ -43,9 +44,11 @@ class BalancedSampler:
         return indices, top_rank > 0
 
     @staticmethod
-    def _random_subset(eligible: Tensor, max_count: int, count: Tensor | None = None) -> Tensor:
+    def _random_subset(
+        eligible: Tensor, max_count: int, count: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
         """Mask ``[B, N]`` of ``min(count, max_count, eligible)`` random eligible entries per row."""
-        keys = torch.rand(eligible.shape, device=eligible.device).masked_fill_(~eligible, -1.0)
+        keys = torch.rand(eligible.shape, device=eligible.device, generator=generator).masked_fill_(~eligible, -1.0)
         top_keys, top_indices = keys.topk(max_count, dim=1)
         chosen = top_keys >= 0
         if count is not None:

@@ -17,7 +17,7 @@ from frcnn.data.legacy_config import current_data_config
 from frcnn.data.sources.coco_folder import CocoFolder
 from frcnn.data.sources.hub import HubDataset
 from frcnn.data.sources.shapes import Shapes
-from frcnn.evaluation.checkpoint import CheckpointError, load_checkpoint
+from frcnn.checkpoint import CheckpointError, load_checkpoint
 from hub_rows import hub_row, write_split
 from test_coco_folder import write_coco_folder
 

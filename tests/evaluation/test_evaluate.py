@@ -14,7 +14,6 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from frcnn.data.coco_classes import COCO_CATEGORY_IDS
-from frcnn.evaluation.checkpoint import CheckpointError, load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 SHAPES = {"num_train": 8, "num_val": 6, "seed": 0, "train_shards": 1, "val_shards": 1}
@@ -211,54 +210,6 @@ def test_gt_json_with_other_ids_is_one_line(shapes_checkpoint, tmp_path):
 
 
 # ------------------------------------------------------------------ errors
-
-
-def test_missing_checkpoint(tmp_path):
-    with pytest.raises(CheckpointError, match="checkpoint not found"):
-        load_checkpoint(tmp_path / "nope.ckpt")
-    with pytest.raises(CheckpointError, match="ckpt=PATH"):
-        load_checkpoint(None)
-
-
-def test_truncated_checkpoint(tmp_path):
-    path = tmp_path / "model.ckpt"
-    torch.save({"state_dict": {"model.w": torch.zeros(1000)}, "hyper_parameters": {"cfg": {"model": {}}}}, path)
-    path.write_bytes(path.read_bytes()[:1500])
-    with pytest.raises(CheckpointError, match="truncated"):
-        load_checkpoint(path)
-    (tmp_path / "text.ckpt").write_text("hello")
-    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
-        load_checkpoint(tmp_path / "text.ckpt")
-
-
-def test_foreign_checkpoints(tmp_path):
-    torch.save({"state_dict": {"model.w": torch.zeros(1)}, "hyper_parameters": {"lr": 0.1}}, tmp_path / "lightning.ckpt")
-    with pytest.raises(CheckpointError, match="not of this app"):
-        load_checkpoint(tmp_path / "lightning.ckpt")
-    torch.save({"fc.weight": torch.zeros(1)}, tmp_path / "resnet.pth")
-    with pytest.raises(CheckpointError, match="not of frcnn"):
-        load_checkpoint(tmp_path / "resnet.pth")
-    torch.save([1, 2], tmp_path / "list.pt")
-    with pytest.raises(CheckpointError, match="holds a list"):
-        load_checkpoint(tmp_path / "list.pt")
-
-
-def test_pickled_objects_are_refused(tmp_path):
-    torch.save({"state_dict": {}, "hyper_parameters": {"cfg": Path("x")}}, tmp_path / "pickled.ckpt")
-    with pytest.raises(CheckpointError, match="weights_only"):
-        load_checkpoint(tmp_path / "pickled.ckpt")
-
-
-def test_torchvision_state_dict_points_at_convert(tmp_path):
-    state = {
-        "backbone.body.conv1.weight": torch.zeros(1),
-        "backbone.fpn.inner_blocks.0.0.weight": torch.zeros(1),
-        "rpn.head.cls_logits.weight": torch.zeros(1),
-        "roi_heads.box_predictor.cls_score.weight": torch.zeros(1),
-    }
-    torch.save(state, tmp_path / "fasterrcnn_resnet50_fpn.pth")
-    with pytest.raises(CheckpointError, match="python -m frcnn.convert .* --coco-to-80"):
-        load_checkpoint(tmp_path / "fasterrcnn_resnet50_fpn.pth")
 
 
 def test_command_line_error_is_one_line(tmp_path):

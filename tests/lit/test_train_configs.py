@@ -12,7 +12,9 @@ import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from frcnn.checkpoint import instantiate_model
 from frcnn.modeling import FasterRCNN
+from frcnn.modeling.config import INITIALISATION_KEYS
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
@@ -31,13 +33,16 @@ def _coco_folder(root: Path) -> Path:
 
 
 @pytest.mark.parametrize("experiment", _options("experiment"))
-def test_experiment_instantiates(compose_train, experiment, tmp_path):
+def test_experiment_instantiates(compose_train, tmp_path, experiment):
     cfg = compose_train([f"experiment={experiment}"])
-    if OmegaConf.is_missing(cfg.data, "path"):  # a folder the user names (VOC); nothing is read from it here
+    if cfg.data.source._target_.endswith("CocoFolder"):  # experiment=finetune: your own folder
+        cfg = compose_train([f"experiment={experiment}", f"data.path={_coco_folder(tmp_path / 'coco')}"])
+    elif OmegaConf.is_missing(cfg.data, "path"):  # a folder the user names (VOC); nothing is read from it here
         cfg.data.path = str(tmp_path)
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     assert cfg.model.num_classes in (None, datamodule.num_classes)  # null: train.py takes the data's
-    model = hydra.utils.instantiate(cfg.model, num_classes=datamodule.num_classes, _convert_="all")
+    cfg.model.num_classes = datamodule.num_classes
+    model = instantiate_model(cfg.model)
     assert isinstance(model, FasterRCNN)
     assert isinstance(hydra.utils.instantiate(cfg.trainer, precision="32-true"), pl.Trainer)
 
@@ -109,13 +114,15 @@ def _nodes(node, path="model"):
 
 @pytest.mark.parametrize("model", _options("model"))
 def test_model_config_names_every_stage_option(compose_train, model):
-    """Each node's keys are exactly its target's parameters: every option in a yaml does something."""
+    """Each node's keys are exactly its target's parameters: every option in a yaml does something.
+    The model node's initialisation keys are train.py's (frcnn.initialise), not the model's."""
     cfg = compose_train([f"model={model}", "model.num_classes=3"])
     nodes = dict(_nodes(cfg.model))
     assert {"model.transform", "model.backbone", "model.anchor_generator", "model.rpn", "model.roi_heads"} <= set(nodes)
+    assert set(INITIALISATION_KEYS) <= set(cfg.model)
     for path, node in nodes.items():
         options = set(inspect.signature(hydra.utils.get_method(node._target_)).parameters)
-        keys = {key for key in node if key != "_target_"}
+        keys = {key for key in node if key != "_target_" and not (path == "model" and key in INITIALISATION_KEYS)}
         assert keys <= options, f"{path}: {keys - options} are not options of {node._target_}"
 
 
@@ -125,13 +132,13 @@ def test_model_config_names_every_stage_option(compose_train, model):
 )
 def test_model_stage_option_instantiates(compose_train, stage, option):
     cfg = compose_train([f"model/{stage}={option}", "model.num_classes=3"])
-    model = hydra.utils.instantiate(cfg.model, _convert_="all")
+    model = instantiate_model(cfg.model)
     assert isinstance(model, FasterRCNN) and model.num_classes == 3
 
 
 def test_users_overrides_reach_the_stages(compose_train):
     cfg = compose_train(["model.anchor_generator.sizes=[[16],[32],[64],[128],[256]]", "model.roi_heads.batch_size_per_image=256", "model.num_classes=5"])
-    model = hydra.utils.instantiate(cfg.model, _convert_="all")
+    model = instantiate_model(cfg.model)
     assert model.roi_heads.sampler.batch_size_per_image == 256
     assert [float(cell[1, 2] * 2) for cell in model.anchor_generator.cell_anchors] == [16, 32, 64, 128, 256]  # ratio 1 width
     assert model.roi_heads.box_predictor.num_classes == 5
@@ -142,3 +149,11 @@ def test_optuna_search_composes(compose_train):
     cfg = compose_train(["hparams_search=optuna"])
     assert cfg.hydra.sweeper.direction == "maximize"
     assert cfg.monitor == "val/map"
+
+
+def test_finetune_is_the_tutorials_recipe(compose_train):
+    cfg = compose_train(["experiment=finetune"])
+    assert cfg.data.source._target_ == "frcnn.data.sources.coco_folder.CocoFolder" and cfg.weights_required
+    assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay, cfg.data.batch_size) == (0.005, 0.9, 5e-4, 2)
+    assert (list(cfg.scheduler.milestones), cfg.scheduler.gamma, cfg.trainer.max_epochs) == ([3, 6, 9], 0.1, 10)
+    assert (cfg.trainer.val_check_interval, cfg.trainer.check_val_every_n_epoch, cfg.module.val_loss) == (1.0, 1, True)

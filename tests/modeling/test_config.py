@@ -8,8 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from frcnn.detector import build_model
-from frcnn.evaluation.checkpoint import load_checkpoint
+from frcnn.checkpoint import build_model, instantiate_model, load_checkpoint
 from frcnn.lit import DetectionModule
 from frcnn.modeling import FasterRCNN
 from frcnn.modeling.config import checkpoint_model_config, r50_fpn_config
@@ -54,7 +53,7 @@ def test_factory_defaults_are_the_yaml(compose_train):
 
 def test_old_flat_config_builds_the_same_model(compose_train):
     old = hydra.utils.instantiate(checkpoint_model_config(OLD_FLAT_MODEL), _convert_="all")
-    new = hydra.utils.instantiate(compose_train(["model.num_classes=5"]).model, _convert_="all")
+    new = instantiate_model(compose_train(["model.num_classes=5"]).model)
     assert isinstance(old, FasterRCNN) and _shapes(old) == _shapes(new)
     assert old.roi_heads.sampler.batch_size_per_image == 512 and old.rpn.post_nms_top_n == {"train": 2000, "test": 1000}
 

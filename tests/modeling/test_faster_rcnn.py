@@ -75,3 +75,54 @@ def test_mixed_precision_keeps_boxes_and_losses_in_float32():
     assert all(loss.dtype == torch.float32 and torch.isfinite(loss) for loss in losses.values())
     assert all(d["boxes"].dtype == torch.float32 and len(d["boxes"]) > 0 for d in detections)
     assert all(p.dtype == torch.float32 and len(p) > 0 for p in proposals)
+
+
+# ------------------------------------------------------------------ validation loss
+
+
+def _scenes():
+    generator = torch.Generator().manual_seed(3)
+    images = [torch.randint(0, 256, (3, 64, 80), dtype=torch.uint8, generator=generator) for _ in range(2)]
+    targets = [target([[4.0, 6.0, 40.0, 50.0], [30.0, 10.0, 70.0, 60.0]], [1, 3]), target([[10.0, 12.0, 60.0, 40.0]], [2])]
+    return images, targets
+
+
+def _equal_train_and_test_settings(**options) -> FasterRCNN:
+    """A model whose training and evaluation proposals are the same (top-n train = test)."""
+    return FasterRCNN.r50_fpn(
+        num_classes=4, min_size=64, max_size=80, fpn_channels=32, box_representation_size=64, box_score_thresh=0.0,
+        rpn_pre_nms_top_n_train=300, rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_train=100, rpn_post_nms_top_n_test=100,
+        **options,
+    )  # fmt: skip
+
+
+def test_detect_with_losses_gives_forwards_detections_and_the_training_losses():
+    """Oracle: with frozen batch norm and the same proposal settings in both modes, the
+    training forward's losses under a seed equal the evaluation pass's from a generator of that seed."""
+    torch.manual_seed(0)
+    model = _equal_train_and_test_settings()
+    images, targets = _scenes()
+    torch.manual_seed(7)
+    training_losses = model.train()(images, targets)
+    detections, losses = model.eval().detect_with_losses(images, targets, torch.Generator().manual_seed(7))
+    assert losses.keys() == training_losses.keys()
+    for name, value in losses.items():  # evaluation folds every frozen BN into its conv: last-bit differences
+        torch.testing.assert_close(value, training_losses[name].detach(), rtol=1e-4, atol=1e-7, msg=name)
+    with torch.no_grad():  # as validation runs it (frozen BN folds every layer without autograd)
+        expected_detections = model(images)
+    for found, expected in zip(detections, expected_detections):
+        assert all(torch.equal(found[key], expected[key]) for key in ("boxes", "scores", "labels"))
+
+
+def test_detect_with_losses_leaves_the_random_stream_and_batch_norm_alone():
+    torch.manual_seed(0)
+    model = _equal_train_and_test_settings(norm="bn", trainable_layers=5).eval()
+    images, targets = _scenes()
+    stats_before = {name: tensor.clone() for name, tensor in model.state_dict().items() if "running_" in name or "num_batches" in name}
+    rng_before = torch.get_rng_state()
+    _, losses = model.detect_with_losses(images, targets, torch.Generator().manual_seed(1))
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    assert stats_before and all(torch.equal(model.state_dict()[name], value) for name, value in stats_before.items())
+    assert all(torch.isfinite(value) and value > 0 for value in losses.values())
+    with pytest.raises(RuntimeError, match="evaluation mode"):
+        model.train().detect_with_losses(images, targets)
