@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import hydra
 import torch
 import torchvision
 from hydra import compose, initialize_config_dir
@@ -37,6 +36,7 @@ from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn, 
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.ops import FrozenBatchNorm2d
 
+from frcnn.checkpoint import instantiate_model
 from frcnn.convert import from_torchvision
 from frcnn.modeling import FasterRCNN
 from frcnn.ops.probes import HostSyncCounter, SavedTensorBytes
@@ -69,7 +69,7 @@ def _from_conf(model: str, overrides: list[str]) -> torch.nn.Module:
     conf_dir = Path(__file__).resolve().parents[1] / "conf"
     with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir)):
         cfg = compose(config_name="train", overrides=[f"model={model}", *overrides])
-    return hydra.utils.instantiate(cfg.model, _convert_="all")
+    return instantiate_model(cfg.model)
 
 
 def make_batch(num_images: int, device: torch.device) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:

@@ -66,6 +66,8 @@ def r50_fpn_config(num_classes: int | None = 81, *, resize: bool = True, **optio
     loader resizes. Raises ``TypeError`` for an option that is not one of these.
     """
     tree = _load(MODEL_CONF / "frcnn_r50_fpn.yaml")
+    for key in INITIALISATION_KEYS:  # what the training app starts from, not the model's options
+        tree.pop(key, None)
     tree.num_classes = num_classes
     anchors = {key: options.pop(key) for key in ("anchor_sizes", "aspect_ratios") if key in options}
     unknown = sorted(set(options) - set(FLAT_OPTIONS))

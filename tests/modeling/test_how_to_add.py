@@ -6,12 +6,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import hydra
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from torch import Tensor, nn
 
+from frcnn.checkpoint import instantiate_model
 from frcnn.modeling import FasterRCNN
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -39,7 +39,7 @@ def test_a_new_backbone_is_one_module_and_one_yaml(tmp_path):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         cfg = compose("train", overrides=["model/backbone=tiny", "model.num_classes=3", "model.roi_heads.box_head.representation_size=32"])
-    model = hydra.utils.instantiate(cfg.model, _convert_="all")
+    model = instantiate_model(cfg.model)
     assert isinstance(model, FasterRCNN) and isinstance(model.backbone, TinyBackbone)
     assert model.rpn.head.conv.in_channels == 16 and model.roi_heads.box_head.fc6.in_features == 16 * 7 * 7  # ${...backbone.out_channels}
 

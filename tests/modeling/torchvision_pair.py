@@ -7,7 +7,6 @@ state dict goes through ``frcnn.convert.from_torchvision`` into our model.
 
 from pathlib import Path
 
-import hydra
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -16,6 +15,7 @@ from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn, 
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.ops import FrozenBatchNorm2d
 
+from frcnn.checkpoint import instantiate_model
 from frcnn.convert import from_torchvision
 from frcnn.modeling import FasterRCNN
 
@@ -127,7 +127,7 @@ def make_mobilenet_pair(model_name: str, norm: str = "frozen_bn", num_classes: i
         [
             *MOBILENET_OVERRIDES, f"model.num_classes={num_classes}", f"model.backbone.norm={norm}",
             f"model.backbone.trainable_layers={trainable}", "model.transform.resize=true",
-            f"model.transform.min_size={sizes['min_size']}", f"model.transform.max_size={sizes['max_size']}",
+            f"++model.transform.min_size={sizes['min_size']}", f"++model.transform.max_size={sizes['max_size']}",
         ],
     )
     state = from_torchvision(reference.state_dict())
@@ -142,7 +142,7 @@ def build_model(model_name: str, overrides: list[str]) -> FasterRCNN:
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         cfg = compose(config_name="train", overrides=[f"model={model_name}", *overrides])
-    return hydra.utils.instantiate(cfg.model, _convert_="all")
+    return instantiate_model(cfg.model)
 
 
 def assert_same_rows_up_to_ties(actual: torch.Tensor, expected: torch.Tensor, atol: float = 1e-3) -> None:
