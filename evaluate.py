@@ -106,7 +106,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     tic = time.perf_counter()
     num_images = 0
     for images, targets, detections in predict(model, datamodule.val_dataloader(), device, amp_dtype):
-        evaluator.update(in_original_pixels(detections, targets), [target["image_id"] for target in targets])
+        evaluator.update(in_original_pixels(detections, targets), [target["image_id"] for target in targets], [target["orig_size"] for target in targets])
         num_images += len(images)
         for drawn in zip(images, targets, detections):
             if len(to_draw) < cfg.visualize:

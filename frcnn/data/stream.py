@@ -32,7 +32,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from frcnn.data.decode import DEFAULT_MAX_PIXELS
 from frcnn.data.partition import TrainingPlan, validation_rows
-from frcnn.data.row_checks import ANNOTATION_KINDS, annotation_problem, has_trainable_box
+from frcnn.data.row_checks import ANNOTATION_KINDS, REPEATED_IMAGE, annotation_problem, has_trainable_box
 from frcnn.data.row_counts import MAX_WORKERS, RowCounts
 from frcnn.data.samples import Sample, SampleMaker
 from frcnn.data.source import DataSourceError, RowSource
@@ -87,6 +87,8 @@ class DetectionStream(IterableDataset):
         annotations = source.annotations()
         kinds = [annotation_problem(row, num_classes) for row in annotations]
         image_ids = [int(row["image_id"]) for row in annotations]
+        self._repeated = _repeats(image_ids)  # neither trained on nor scored twice
+        kinds = [REPEATED_IMAGE if repeated else kind for kind, repeated in zip(kinds, self._repeated)]
         self.num_rows = len(annotations) if limit is None else min(limit, len(annotations))
         # Problems found before any image is read: (kind → count, kind → an example image_id).
         self.annotation_problems = Counter(kind for kind in kinds[: self.num_rows] if kind is not None)
@@ -242,6 +244,8 @@ class DetectionStream(IterableDataset):
     def _try(self, units: UnitReader, order: np.ndarray, position: int, epoch: int, slot: int, count: bool = True) -> Sample | None:
         """The sample at `position` of `order`, or None (counted and warned) for a bad row."""
         row = units.row(position)
+        if self._repeated[order[position]]:  # counted when the stream was built
+            return None
         if count:
             self.counts.read(slot)
         problem, sample, counts = self.make_sample(row, epoch)
@@ -253,3 +257,11 @@ class DetectionStream(IterableDataset):
             self.counts.add(slot, problem.kind, image_id=int(row["image_id"]))
             warnings.warn(f"skipping image_id={row['image_id']}: {problem} ({self.source.description})", stacklevel=2)
         return sample
+
+
+def _repeats(image_ids: list[int]) -> np.ndarray:
+    """(ndarray[N], bool) rows whose image_id an earlier row has."""
+    _, first = np.unique(np.asarray(image_ids, dtype=np.int64), return_index=True)
+    repeated = np.ones(len(image_ids), dtype=bool)
+    repeated[first] = False
+    return repeated

@@ -122,7 +122,7 @@ class DetectionModule(pl.LightningModule):
         """Scores the batch; returns its detections (in the batch's pixels) for callbacks."""
         images, targets = batch
         preds = self.model(images)
-        self.val_metric.update(in_original_pixels(preds, targets), [target["image_id"] for target in targets])
+        self.val_metric.update(in_original_pixels(preds, targets), [target["image_id"] for target in targets], [target["orig_size"] for target in targets])
         return preds
 
     def on_validation_epoch_start(self) -> None:
