@@ -154,10 +154,6 @@ class DetectionStream(IterableDataset):
         """Select `epoch`'s rows and flips; call before the epoch's iteration (Lightning does)."""
         self._epoch.fill_(epoch)
 
-    def reset_decode_problems(self) -> None:
-        """Start counting anew (each validation pass reads its rows again)."""
-        self.counts.reset()
-
     def decode_problems(self) -> dict[str, int]:
         """What this process's workers counted so far, by kind (`annotation_problems` holds what
         was found before reading, the same on every rank)."""
@@ -208,6 +204,8 @@ class DetectionStream(IterableDataset):
         start = self._resume["rows"] if self._resume and self._resume["epoch"] == epoch else 0
         self._resume = None
         self._position = {"epoch": epoch, "rows": start}
+        if not self.train:
+            self.counts.reset(slot)  # each validation pass reads its rows again: count one pass
         units = UnitReader(self.source, order)
         position = start
         while position < len(order):

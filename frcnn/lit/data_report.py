@@ -28,12 +28,6 @@ class DataReport(Callback):
     Runs on every rank at the same hooks (it gathers every rank's counts).
     """
 
-    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # Each validation reads its rows again: count one pass (the sanity check's too).
-        stream = getattr(trainer.datamodule, "val_dataset", None)
-        if stream is not None:
-            stream.reset_decode_problems()
-
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._report(trainer)
 
