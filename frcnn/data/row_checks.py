@@ -18,7 +18,6 @@ Row skipped (`BadRow.kind`):
 Row kept, counted (the same repair or drop in the training targets and in the metric's ground truth):
     size_rescaled       `width`/`height` columns that disagree with the pixels by a uniform scale (the
                         image was resized after annotation): boxes (and areas) are scaled to the pixels
-    box_clipped         a box partly outside the image: clipped to it
     degenerate_box      a box with a side under 1 px as given (zero or negative width/height): dropped
     box_outside_image   a box that keeps under 1 px a side once clipped to the image: dropped
 Row left out before any image is read:
@@ -33,12 +32,15 @@ Rule for `width`/`height`: the decoded pixels are the truth (boxes must land on 
 equal to the pixels, or null, are fine; a uniform rescale (same aspect ratio within one pixel)
 is repaired; anything else (transposed, cropped, padded) leaves the boxes' frame unknown: skipped.
 
-One implementation for both sides: boxes are checked, clipped and dropped in the frame they are
-stored in (the `width`/`height` columns; the pixels where those are null) by `checked_boxes`,
-then scaled onto the pixels by `pixel_scale`. Training does both in `row_targets`; the metric's
-ground truth (`frcnn.evaluation.ground_truth`, built without reading an image) does the first when
-it is built and the second when the evaluated images' decoded sizes are known. On clean data
-(boxes inside the image, columns equal to the pixels) neither changes a stored box.
+A box partly outside the image is kept as stored, not clipped, in the targets and in the metric
+(torchvision's training transform does not clip targets either; COCO scores the stored box).
+
+One implementation for both sides: boxes are checked and dropped in the frame they are stored in
+(the `width`/`height` columns; the pixels where those are null) by `checked_boxes`, then scaled
+onto the pixels by `pixel_scale`. Training does both in `row_targets`; the metric's ground truth
+(`frcnn.evaluation.ground_truth`, built without reading an image) does the first when it is built
+and the second when the evaluated images' decoded sizes are known. On data without these
+problems neither changes a stored box.
 """
 
 from __future__ import annotations
@@ -58,7 +60,6 @@ LABEL_OUT_OF_RANGE = "label_out_of_range"
 NONFINITE_BOX = "nonfinite_box"
 SIZE_MISMATCH = "size_mismatch"
 SIZE_RESCALED = "size_rescaled"
-BOX_CLIPPED = "box_clipped"
 DEGENERATE_BOX = "degenerate_box"
 BOX_OUTSIDE_IMAGE = "box_outside_image"
 MISSING_IMAGE_FILE = "missing_image_file"
@@ -68,11 +69,11 @@ REPEATED_IMAGE = "repeated_image"
 
 ANNOTATION_KINDS = (NULL_OBJECTS, MALFORMED_OBJECTS, LABEL_OUT_OF_RANGE, NONFINITE_BOX)
 ROW_SKIP_KINDS = (UNDECODABLE_IMAGE, TOO_MANY_PIXELS, *ANNOTATION_KINDS, SIZE_MISMATCH)
-ROW_COUNT_KINDS = (SIZE_RESCALED, BOX_CLIPPED, DEGENERATE_BOX, BOX_OUTSIDE_IMAGE)
+ROW_COUNT_KINDS = (SIZE_RESCALED, DEGENERATE_BOX, BOX_OUTSIDE_IMAGE)
 FOLDER_KINDS = (MISSING_IMAGE_FILE, UNKNOWN_CATEGORY, UNKNOWN_IMAGE)
 ALL_KINDS = ROW_SKIP_KINDS + ROW_COUNT_KINDS + (REPEATED_IMAGE,) + FOLDER_KINDS
 
-MIN_BOX_SIDE = 1.0  # px; as `DetectionTransform`'s sanitising, so nothing is dropped there uncounted
+MIN_BOX_SIDE = 1.0  # px
 
 
 class BadRow(ValueError):
@@ -100,8 +101,8 @@ def row_targets(
         num_classes: classes including background, so labels are 1..num_classes-1.
 
     Returns:
-        boxes (Tensor[M, 4], float32): xyxy in the decoded image's pixels, clipped to it, each
-            side >= 1 px; M <= N after the box-level drops.
+        boxes (Tensor[M, 4], float32): xyxy in the decoded image's pixels, as stored (not
+            clipped), each side >= 1 px inside the image; M <= N after the box-level drops.
         labels (Tensor[M], int64): category + 1.
         iscrowd (Tensor[M], bool): the row's `objects.iscrowd`, all False when absent.
         counts: per kind of `ROW_COUNT_KINDS`, the boxes dropped and the repairs made (only
@@ -114,7 +115,7 @@ def row_targets(
     objects = _checked_objects(row.get("objects"), num_classes)
     scale = pixel_scale(row.get("width"), row.get("height"), width, height)
     frame = (width, height) if scale is None else (int(row["width"]), int(row["height"]))
-    checked = _clipped_and_kept(*objects, frame)
+    checked = _kept(*objects, frame)
     boxes, counts = checked.boxes, checked.counts
     if scale is not None:
         boxes = boxes * np.array([scale[0], scale[1], scale[0], scale[1]], dtype=np.float32)
@@ -125,11 +126,11 @@ def row_targets(
 class CheckedBoxes(NamedTuple):
     """A row's boxes checked in their stored frame (see the module docstring).
 
-    boxes (ndarray[M, 4], float32): xyxy, clipped to the frame, each side >= 1 px.
+    boxes (ndarray[M, 4], float32): xyxy as stored, each side >= 1 px inside the frame.
     labels (ndarray[M], int64): category + 1.
     iscrowd (ndarray[M], bool).
     kept (ndarray[M], int64): each box's index among the row's N objects.
-    counts: per kind of `box_clipped`, `degenerate_box`, `box_outside_image` (nonzero only).
+    counts: per kind of `degenerate_box`, `box_outside_image` (nonzero only).
     """
 
     boxes: np.ndarray
@@ -140,12 +141,12 @@ class CheckedBoxes(NamedTuple):
 
 
 def checked_boxes(row: Mapping[str, Any], frame_wh: tuple[int, int], num_classes: int) -> CheckedBoxes:
-    """The row's boxes checked, clipped to `frame_wh` = (W, H) and dropped as training does, with
-    no image: what the metric's ground truth keeps. Raises `BadRow` (`ANNOTATION_KINDS`)."""
-    return _clipped_and_kept(*_checked_objects(row.get("objects"), num_classes), frame_wh)
+    """The row's boxes checked and dropped in `frame_wh` = (W, H) as training does, with no
+    image: what the metric's ground truth keeps. Raises `BadRow` (`ANNOTATION_KINDS`)."""
+    return _kept(*_checked_objects(row.get("objects"), num_classes), frame_wh)
 
 
-def _clipped_and_kept(
+def _kept(
     gt_boxes: np.ndarray, labels: np.ndarray, iscrowd: np.ndarray, frame_wh: tuple[int, int]
 ) -> CheckedBoxes:
     width, height = frame_wh
@@ -153,13 +154,8 @@ def _clipped_and_kept(
     clipped = np.clip(gt_boxes, 0, np.array([width, height, width, height], dtype=np.float32))
     outside = ~degenerate & (clipped[:, 2:] - clipped[:, :2] < MIN_BOX_SIDE).any(axis=1)
     keep = ~(degenerate | outside)
-    moved = keep & (clipped != gt_boxes).any(axis=1)
-    counts = {
-        kind: int(found.sum())
-        for kind, found in ((BOX_CLIPPED, moved), (DEGENERATE_BOX, degenerate), (BOX_OUTSIDE_IMAGE, outside))
-        if found.any()
-    }
-    return CheckedBoxes(clipped[keep], labels[keep], iscrowd[keep], np.flatnonzero(keep), counts)
+    counts = {kind: int(found.sum()) for kind, found in ((DEGENERATE_BOX, degenerate), (BOX_OUTSIDE_IMAGE, outside)) if found.any()}
+    return CheckedBoxes(gt_boxes[keep], labels[keep], iscrowd[keep], np.flatnonzero(keep), counts)
 
 
 def _checked_objects(objects: Any, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

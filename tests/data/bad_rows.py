@@ -68,7 +68,6 @@ def planted_rows(first_id: int = FIRST_ID) -> tuple[list[dict], dict[int, tuple[
     add(objects={"bbox": [BOX, [30.0, 6.0, 20.0, 30.0], [5.0, 5.0, 5.0, 9.0]], "category": [2, 2, 2]},
         counts={kinds.DEGENERATE_BOX: 2})  # fmt: skip
     add(objects={"bbox": [BOX, [70.0, 6.0, 90.0, 30.0]], "category": [2, 2]}, counts={kinds.BOX_OUTSIDE_IMAGE: 1})
-    add(objects={"bbox": [[-6.0, 6.0, 40.0, 30.0]]}, counts={kinds.BOX_CLIPPED: 1})  # becomes (0, 6, 40, 30)
     add()  # a good row
     rows = [row for row, _, _ in cases]
     return rows, {row["image_id"]: (skip, counts) for row, skip, counts in cases}

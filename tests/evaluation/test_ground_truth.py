@@ -7,6 +7,7 @@ import pytest
 
 from frcnn.evaluation import GroundTruthError, coco_ground_truth_from_rows, load_ground_truth_json
 from frcnn.data.row_checks import row_targets
+from frcnn.evaluation.coco_format import xyxy_to_xywh
 from frcnn.evaluation.ground_truth import check_same_ids, in_decoded_pixels, left_out_message, restrict_to_images
 
 NAMES, IDS = ["cat", "dog", "kite"], [17, 18, 38]
@@ -43,19 +44,22 @@ def test_clean_rows_become_the_coco_dict_untouched():
 
 
 def test_boxes_are_repaired_as_the_training_targets():
-    """Clipped, dropped and rescaled by the same functions as `row_targets`, counted by kind."""
+    """Dropped and rescaled by the same functions as `row_targets`, counted by kind; a box partly
+    outside the image stays as stored, in both."""
     rows = [
         row(5, [(-10.5, 20.25, 130.0, 60.0), (1, 2, 3, 4)], [2, 0], area=[777.5, 3], iscrowd=[0, 1]),  # partly outside
         row(9, [(10, 10, 10, 30), (120, 10, 130, 30), (10, 10, 30, 30)], [1, 1, 1], width=100, height=80),
     ]
     ground_truth = coco_ground_truth_from_rows(rows, NAMES, IDS)
     assert [(a["image_id"], a["bbox"], a["area"]) for a in ground_truth["annotations"]] == [
-        (5, [0.0, 20.25, 100.0, 39.75], 777.5), (5, [1.0, 2.0, 2.0, 2.0], 3.0), (9, [10.0, 10.0, 20.0, 20.0], 400.0)
+        (5, [-10.5, 20.25, 140.5, 39.75], 777.5), (5, [1.0, 2.0, 2.0, 2.0], 3.0), (9, [10.0, 10.0, 20.0, 20.0], 400.0)
     ]  # fmt: skip
-    assert ground_truth["info"]["repaired"] == {"box_clipped": 1, "degenerate_box": 1, "box_outside_image": 1}
+    assert ground_truth["info"]["repaired"] == {"degenerate_box": 1, "box_outside_image": 1}
     for row_ in rows:
-        _, _, _, counts = row_targets(row_, (80, 100), 4)
+        boxes, _, _, counts = row_targets(row_, (80, 100), 4)
         assert set(counts) <= set(ground_truth["info"]["repaired"])
+        scored = [a["bbox"] for a in ground_truth["annotations"] if a["image_id"] == row_["image_id"]]
+        assert scored == xyxy_to_xywh(boxes.double().numpy()).tolist()  # the training targets, as COCO boxes
     # Image 9 decoded at half its columns' size: boxes and areas follow the pixels.
     halved = in_decoded_pixels(ground_truth, {9: (40, 50)})
     assert {"id": 9, "width": 50, "height": 40} in halved["images"]

@@ -32,7 +32,7 @@ def _row(image_id: int, boxes=(BOX,), iscrowd=None, **changes) -> dict:
 # kind -> the rows beside a good one, and the count the split must report for that kind.
 SPLITS = {
     kinds.SIZE_RESCALED: ([_row(2, boxes=[(8.0, 12.0, 80.0, 60.0), (100.0, 20.0, 124.0, 90.0)], width=128, height=96)], 1),
-    kinds.BOX_CLIPPED: ([_row(2, boxes=[(-6.0, 6.0, 40.0, 30.0), (50.0, 30.0, 70.0, 52.0)])], 2),
+    "partly_outside": ([_row(2, boxes=[(-6.0, 6.0, 40.0, 30.0), (50.0, 30.0, 70.0, 52.0)])], None),
     kinds.DEGENERATE_BOX: ([_row(2, boxes=[BOX, (5.0, 5.0, 5.0, 9.0), (30.0, 6.0, 20.0, 30.0)])], 2),
     kinds.BOX_OUTSIDE_IMAGE: ([_row(2, boxes=[BOX, (70.0, 6.0, 90.0, 30.0)])], 1),
     kinds.REPEATED_IMAGE: ([_row(2), _row(2, boxes=[(10.0, 10.0, 30.0, 30.0)])], 1),
