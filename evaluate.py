@@ -143,7 +143,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if message := left_out_message(ground_truth):
         print(message)
     if data_problems:
-        print("data: " + ", ".join(f"{kind}={count}" for kind, count in sorted(data_problems.items())) + " (rows skipped, boxes dropped, rows repaired; see the warnings)")
+        print("data: " + ", ".join(f"{kind}={count}" for kind, count in sorted(data_problems.items())) + " (rows skipped, boxes dropped, rows repaired, the same in the scored ground truth; see the warnings and docs/data.md)")
     print(
         f"{num_images} images, {len(results)} detections: inference {inference_s:.1f} s, "
         f"scoring {scoring_s:.1f} s. Results in {run_dir}"

@@ -51,7 +51,10 @@ class DataReport(Callback):
                 lines.append(f"{split}: " + ", ".join(f"{kind}={count}" for kind, count in skipped.most_common()))
             self._check(split, skipped, per_rank, getattr(datamodule, "max_skip_fraction", 1.0))
         if lines and trainer.is_global_zero:
-            log.warning("data: rows skipped as bad at step %d — %s", trainer.global_step, "; ".join(lines))
+            log.warning(
+                "data: rows skipped as bad at step %d — %s (each the same in training and in the metric: docs/data.md)",
+                trainer.global_step, "; ".join(lines),
+            )  # fmt: skip
         metrics = {f"data/skipped_{kind}": float(count) for kind, count in totals.items()}
         if metrics:
             for logger in trainer.loggers:
