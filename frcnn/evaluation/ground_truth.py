@@ -19,9 +19,9 @@ data (boxes inside the image, columns equal to the pixels) keeps its stored anno
 the official COCO protocol.
 
 A row that training skips for its annotations, and a repeated image, are left out of the metric
-under the training's kind; an area that cannot be scored (non-finite or negative, or an ``area``
-list of another length) too; each is counted and named: a warning, and
-``ground_truth["info"]["left_out"]`` (:func:`left_out_message` phrases it).
+under the training's kind, counted and named: a warning, and ``ground_truth["info"]["left_out"]``
+(:func:`left_out_message` phrases it). An ``area`` that cannot be scored (non-finite, negative,
+a list of another length) becomes the box area, counted as ``info["repaired"]["unscorable_area"]``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import numpy as np
 from frcnn.data.row_checks import REPEATED_IMAGE, SIZE_RESCALED, BadRow, CheckedBoxes, checked_boxes, pixel_scale
 from frcnn.evaluation.coco_format import xyxy_to_xywh
 
-UNSCORABLE_AREA = "unscorable_area"  # a ground-truth-only reason: training reads no area
+UNSCORABLE_AREA = "unscorable_area"  # the metric's own repair: training reads no area
 
 
 class GroundTruthError(ValueError):
@@ -83,12 +83,12 @@ def coco_ground_truth_from_rows(
         images.append({"id": image_id, "width": width, "height": height})
         try:
             checked = checked_boxes(row, (width, height), len(ids) + 1)
-            areas = _areas(row["objects"], checked)
         except BadRow as bad:  # the stream skips the row: it is not scored
             left_out[bad.kind] += 1
             bad_images.add(image_id)
             continue
-        repaired.update(checked.counts)
+        areas, replaced = _areas(row["objects"], checked)
+        repaired.update({**checked.counts, **({UNSCORABLE_AREA: replaced} if replaced else {})})
         categories = checked.labels - 1
         xywh = xyxy_to_xywh(checked.boxes.astype(np.float64))
         annotations += [
@@ -113,22 +113,23 @@ def coco_ground_truth_from_rows(
     return ground_truth
 
 
-def _areas(objects: Mapping[str, Any], checked: CheckedBoxes) -> np.ndarray:
-    """(ndarray[M], float64) the stored ``area`` of each kept box, its box area where the row has
-    none; ``BadRow`` when an area cannot be scored."""
+def _areas(objects: Mapping[str, Any], checked: CheckedBoxes) -> tuple[np.ndarray, int]:
+    """(ndarray[M], float64) the stored ``area`` of each kept box, its box area where the row
+    has none or one that cannot be scored (non-finite, negative, a list of another length), and
+    how many stored areas were so replaced (training reads no area, so the box stays scored)."""
+    boxes = checked.boxes.astype(np.float64)
+    box_areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     if objects.get("area") is None:
-        boxes = checked.boxes.astype(np.float64)
-        return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        return box_areas, 0
     try:
         areas = np.asarray(objects["area"], dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
-        raise BadRow(UNSCORABLE_AREA, "objects.area holds a non-numeric value") from None
+        return box_areas, len(box_areas)
     if len(areas) != len(objects["bbox"]):
-        raise BadRow(UNSCORABLE_AREA, f"{len(areas)} areas for {len(objects['bbox'])} boxes")
+        return box_areas, len(box_areas)
     areas = areas[checked.kept]
-    if not (np.isfinite(areas) & (areas >= 0)).all():
-        raise BadRow(UNSCORABLE_AREA, "a non-finite or negative objects.area")
-    return areas
+    bad = ~(np.isfinite(areas) & (areas >= 0))
+    return np.where(bad, box_areas, areas), int(bad.sum())
 
 
 def in_decoded_pixels(ground_truth: Mapping[str, Any], image_sizes: Mapping[int, tuple[int, int]]) -> dict[str, Any]:

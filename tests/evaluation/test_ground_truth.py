@@ -75,7 +75,7 @@ def test_bad_annotations_are_counted_and_named_never_category_zero():
         row(2, [(0, 0, 10, 10)], [-1]),  # an unknown category id (CocoFolder's -1)
         row(3, [(nan, 0, 10, 10), (0, 0, 10, 10)], [0, 1]),  # non-finite box
         row(4, [(10, 0, 5, 10)], [0]),  # inverted: a degenerate box, dropped as in training
-        row(5, [(0, 0, 10, 10)], [0], area=[nan]),  # non-finite area
+        row(5, [(0, 0, 10, 10)], [0], area=[nan]),  # non-finite area: the box area
         row(6, [(0, 0, 10, 10)], [0, 1]),  # unequal lengths
         row(7, [(0, 0, 10, 10)], [1]),  # a good row
         row(1, [(0, 0, 10, 10)], [0]),  # image 1 again
@@ -85,14 +85,14 @@ def test_bad_annotations_are_counted_and_named_never_category_zero():
     assert len(caught) == 1
     left_out = ground_truth["info"]["left_out"]
     assert left_out["reasons"] == {
-        "label_out_of_range": 2, "nonfinite_box": 1, "unscorable_area": 1, "malformed_objects": 1, "repeated_image": 1,
+        "label_out_of_range": 2, "nonfinite_box": 1, "malformed_objects": 1, "repeated_image": 1,
     }  # fmt: skip
-    assert left_out["image_ids"] == [1, 2, 3, 5, 6]
-    assert ground_truth["info"]["repaired"] == {"degenerate_box": 1}
-    assert [(a["image_id"], a["category_id"]) for a in ground_truth["annotations"]] == [(7, 18)]
+    assert left_out["image_ids"] == [1, 2, 3, 6]
+    assert ground_truth["info"]["repaired"] == {"degenerate_box": 1, "unscorable_area": 1}
+    assert [(a["image_id"], a["category_id"], a["area"]) for a in ground_truth["annotations"]] == [(5, 17, 100.0), (7, 18, 100.0)]
     assert [image["id"] for image in ground_truth["images"]] == [1, 2, 3, 4, 5, 6, 7]  # every image kept
     message = left_out_message(ground_truth)
-    assert "\n" not in message and "label_out_of_range: 2" in message and "image_id 1, 2, 3, 5, 6" in message
+    assert "\n" not in message and "label_out_of_range: 2" in message and "image_id 1, 2, 3, 6" in message
 
 
 def test_restrict_to_images_copies():
