@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from frcnn.convert import COCO_CATEGORY_IDS
 from frcnn.data.coco_classes import COCO_CLASSES
-from frcnn.data.image_files import ImageInput, load_image
+from frcnn.data.image_files import ImageInput, ImageReadError, load_image
 from frcnn.data.transforms import build_resize
 from frcnn.evaluation.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint
 from frcnn.evaluation.visualize import draw_detections, draw_proposals
@@ -202,6 +202,8 @@ class Detector:
         single = isinstance(images, (str, os.PathLike, Image.Image, Tensor)) or (
             hasattr(images, "ndim") and not isinstance(images, (list, tuple))
         )
+        if not single and len(images) == 0:
+            raise ImageReadError("no images given: pass an image or a non-empty list of them")
         return [load_image(image) for image in ([images] if single else images)]
 
     @staticmethod
