@@ -38,6 +38,7 @@ from frcnn.evaluation.ground_truth import check_same_ids, left_out_message
 from frcnn.evaluation.inference import in_original_pixels, predict
 from frcnn.evaluation.report import format_coco_table, format_per_class_table, write_metrics
 from frcnn.evaluation.visualize import draw_detections, draw_proposals, save_picture
+from frcnn.preflight import PreflightError, check_whole
 
 # Groups of the training config that a command-line choice replaces wholesale.
 TRAINING_GROUPS = ("data", "model")
@@ -78,6 +79,10 @@ def merged_config(cfg: DictConfig, stored: dict[str, Any], overrides: list[str])
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Run the whole evaluation; returns what metrics.json holds."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if cfg.limit is not None:
+        check_whole(cfg.limit, "limit", 1, "the first N validation images; null for all")
+    if cfg.batch_size is not None:
+        check_whole(cfg.batch_size, "batch_size", 1, "images per forward pass; null: the checkpoint's")
     checkpoint = load_checkpoint(cfg.ckpt)
     config = merged_config(cfg, checkpoint.cfg, list(HydraConfig.get().overrides.task))
     config.data.val_limit = cfg.limit
@@ -205,7 +210,7 @@ def _picture(cfg, model, device, amp_dtype, image, target, detection, class_name
 def main(cfg: DictConfig) -> None:
     try:
         evaluate(cfg)
-    except (CheckpointError, GroundTruthError) as error:
+    except (CheckpointError, GroundTruthError, PreflightError) as error:
         print(f"evaluate.py: {error}", file=sys.stderr)
         sys.exit(1)
 
