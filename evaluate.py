@@ -78,11 +78,11 @@ def merged_config(cfg: DictConfig, stored: dict[str, Any], overrides: list[str])
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Run the whole evaluation; returns what metrics.json holds."""
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
     if cfg.limit is not None:
         check_whole(cfg.limit, "limit", 1, "the first N validation images; null for all")
     if cfg.batch_size is not None:
         check_whole(cfg.batch_size, "batch_size", 1, "images per forward pass; null: the checkpoint's")
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     checkpoint = load_checkpoint(cfg.ckpt)
     config = merged_config(cfg, checkpoint.cfg, list(HydraConfig.get().overrides.task))
     config.data.val_limit = cfg.limit

@@ -151,6 +151,8 @@ def _files(tmp_path: Path) -> None:
         ("ckpt_path={tmp}/random.ckpt", "ckpt_path: {tmp}/random.ckpt is truncated or not a PyTorch checkpoint", "run"),
         ("ckpt_path={tmp}/torchvision.pth", "is a torchvision FasterRCNN state dict: convert it first with `python -m frcnn.convert {tmp}/torchvision.pth frcnn_weights.pt --coco-to-80`", "run"),
         ("ckpt_path={tmp}/other.ckpt", "ckpt_path={tmp}/other.ckpt was trained with another model or data config", "run"),
+        ("data.val_limit=-1", "data.val_limit=-1: must be a whole number >= 1 (the first N validation images; null for all)", "run"),
+        ("trainer.val_check_interval=0", "trainer.val_check_interval=0: give a whole number of steps >= 1, a fraction", "run"),
     ],
 )
 def test_train_stops_before_the_first_step(compose_train, tiny_overrides, tmp_path, override, message, run):
