@@ -29,6 +29,7 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from frcnn.evaluation import COCOEvaluator, GroundTruthError, evaluate_coco, load_ground_truth_json, write_json
@@ -38,6 +39,7 @@ from frcnn.evaluation.ground_truth import check_same_ids, left_out_message
 from frcnn.evaluation.inference import in_original_pixels, predict
 from frcnn.evaluation.report import format_coco_table, format_per_class_table, write_metrics
 from frcnn.evaluation.visualize import draw_detections, draw_proposals, save_picture
+from frcnn.data.source import DataSourceError
 from frcnn.preflight import PreflightError, check_whole
 
 # Groups of the training config that a command-line choice replaces wholesale.
@@ -210,7 +212,11 @@ def _picture(cfg, model, device, amp_dtype, image, target, detection, class_name
 def main(cfg: DictConfig) -> None:
     try:
         evaluate(cfg)
-    except (CheckpointError, GroundTruthError, PreflightError) as error:
+    except (CheckpointError, GroundTruthError, PreflightError, DataSourceError, InstantiationException) as error:
+        if isinstance(error, InstantiationException):  # the data module's own line, not Hydra's wrapper
+            if not isinstance(error.__cause__, DataSourceError):
+                raise
+            error = error.__cause__
         print(f"evaluate.py: {error}", file=sys.stderr)
         sys.exit(1)
 
