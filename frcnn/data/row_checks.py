@@ -115,7 +115,7 @@ def row_targets(
     objects = _checked_objects(row.get("objects"), num_classes)
     scale = pixel_scale(row.get("width"), row.get("height"), width, height)
     frame = (width, height) if scale is None else (int(row["width"]), int(row["height"]))
-    checked = _kept(*objects, frame)
+    checked = _keep_in_frame(*objects, frame)
     boxes, counts = checked.boxes, checked.counts
     if scale is not None:
         boxes = boxes * np.array([scale[0], scale[1], scale[0], scale[1]], dtype=np.float32)
@@ -143,10 +143,10 @@ class CheckedBoxes(NamedTuple):
 def checked_boxes(row: Mapping[str, Any], frame_wh: tuple[int, int], num_classes: int) -> CheckedBoxes:
     """The row's boxes checked and dropped in `frame_wh` = (W, H) as training does, with no
     image: what the metric's ground truth keeps. Raises `BadRow` (`ANNOTATION_KINDS`)."""
-    return _kept(*_checked_objects(row.get("objects"), num_classes), frame_wh)
+    return _keep_in_frame(*_checked_objects(row.get("objects"), num_classes), frame_wh)
 
 
-def _kept(
+def _keep_in_frame(
     gt_boxes: np.ndarray, labels: np.ndarray, iscrowd: np.ndarray, frame_wh: tuple[int, int]
 ) -> CheckedBoxes:
     width, height = frame_wh

@@ -90,7 +90,8 @@ def coco_ground_truth_from_rows(
         areas, replaced = _areas(row["objects"], checked)
         repaired.update({**checked.counts, **({UNSCORABLE_AREA: replaced} if replaced else {})})
         categories = checked.labels - 1
-        xywh = xyxy_to_xywh(checked.boxes.astype(np.float64))
+        stored = np.asarray(row["objects"]["bbox"], dtype=np.float64).reshape(-1, 4)[checked.kept]  # not via float32
+        xywh = xyxy_to_xywh(stored)
         annotations += [
             {"id": len(annotations) + index + 1, "image_id": image_id, "category_id": category_id,
              "bbox": bbox, "area": area, "iscrowd": int(crowd)}
@@ -117,7 +118,7 @@ def _areas(objects: Mapping[str, Any], checked: CheckedBoxes) -> tuple[np.ndarra
     """(ndarray[M], float64) the stored ``area`` of each kept box, its box area where the row
     has none or one that cannot be scored (non-finite, negative, a list of another length), and
     how many stored areas were so replaced (training reads no area, so the box stays scored)."""
-    boxes = checked.boxes.astype(np.float64)
+    boxes = np.asarray(objects["bbox"], dtype=np.float64).reshape(-1, 4)[checked.kept]
     box_areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     if objects.get("area") is None:
         return box_areas, 0

@@ -40,6 +40,8 @@ def test_clean_rows_become_the_coco_dict_untouched():
     assert ground_truth["categories"] == [{"id": 17, "name": "cat"}, {"id": 18, "name": "dog"}, {"id": 38, "name": "kite"}]
     assert left_out_message(ground_truth) is None and ground_truth["info"]["repaired"] == {}
     assert in_decoded_pixels(ground_truth, {5: (80, 100), 3: (80, 100)}) == ground_truth  # sizes as stored
+    stored = coco_ground_truth_from_rows([row(1, [(473.07, 10.0, 500.0, 30.0)], [0], width=640, height=480)], NAMES, IDS)
+    assert stored["annotations"][0]["bbox"][0] == 473.07  # the stored float, not a float32 copy
     json.dumps(ground_truth, allow_nan=False)  # plain, finite json
 
 
