@@ -31,16 +31,19 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-from frcnn.evaluation import COCOEvaluator, GroundTruthError, evaluate_coco, load_ground_truth_json, write_json
 from frcnn.checkpoint import CheckpointError, build_model, load_checkpoint
+from frcnn.data.source import DataSourceError
 from frcnn.detector import resolve_device
+from frcnn.evaluation import COCOEvaluator, GroundTruthError, evaluate_coco, load_ground_truth_json, write_json
 from frcnn.evaluation.ground_truth import check_same_ids, left_out_message
 from frcnn.evaluation.inference import in_original_pixels, predict
 from frcnn.evaluation.report import format_coco_table, format_per_class_table, write_metrics
 from frcnn.evaluation.visualize import draw_detections, draw_proposals, save_picture
 from frcnn.evaluation.voc_report import voc_report
+from frcnn.preflight import PreflightError, check_whole
 from frcnn.progress import image_progress
 
 # Groups of the training config that a command-line choice replaces wholesale.
@@ -81,6 +84,10 @@ def merged_config(cfg: DictConfig, stored: dict[str, Any], overrides: list[str])
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Run the whole evaluation; returns what metrics.json holds."""
+    if cfg.limit is not None:
+        check_whole(cfg.limit, "limit", 1, "the first N validation images; null for all")
+    if cfg.batch_size is not None:
+        check_whole(cfg.batch_size, "batch_size", 1, "images per forward pass; null: the checkpoint's")
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     checkpoint = load_checkpoint(cfg.ckpt)
     config = merged_config(cfg, checkpoint.cfg, list(HydraConfig.get().overrides.task))
@@ -112,7 +119,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     with image_progress("evaluate") as progress:
         task = progress.add_task("evaluate", total=datamodule.val_dataset.num_rows)
         for images, targets, detections in predict(model, datamodule.val_dataloader(), device, amp_dtype):
-            evaluator.update(in_original_pixels(detections, targets), [target["image_id"] for target in targets])
+            image_ids, sizes = [target["image_id"] for target in targets], [target["orig_size"] for target in targets]
+            evaluator.update(in_original_pixels(detections, targets), image_ids, sizes)
             num_images += len(images)
             for drawn in zip(images, targets, detections):
                 if len(to_draw) < cfg.visualize:
@@ -154,7 +162,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if message := left_out_message(ground_truth):
         print(message)
     if data_problems:
-        print("data: " + ", ".join(f"{kind}={count}" for kind, count in sorted(data_problems.items())) + " (rows skipped, boxes dropped, rows repaired; see the warnings)")
+        print("data: " + ", ".join(f"{kind}={count}" for kind, count in sorted(data_problems.items())) + " (rows skipped, boxes dropped, rows repaired, the same in the scored ground truth; see the warnings and docs/data.md)")
     print(
         f"{num_images} images, {len(results)} detections: inference {inference_s:.1f} s, "
         f"scoring {scoring_s:.1f} s. Results in {run_dir}"
@@ -216,7 +224,11 @@ def _picture(cfg, model, device, amp_dtype, image, target, detection, class_name
 def main(cfg: DictConfig) -> None:
     try:
         evaluate(cfg)
-    except (CheckpointError, GroundTruthError) as error:
+    except (CheckpointError, GroundTruthError, PreflightError, DataSourceError, InstantiationException) as error:
+        if isinstance(error, InstantiationException):  # the data module's own line, not Hydra's wrapper
+            if not isinstance(error.__cause__, DataSourceError):
+                raise
+            error = error.__cause__
         print(f"evaluate.py: {error}", file=sys.stderr)
         sys.exit(1)
 

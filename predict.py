@@ -36,6 +36,7 @@ from frcnn.detector import Detections, Detector
 from frcnn.checkpoint import CheckpointError
 from frcnn.evaluation.coco_format import coco_results, write_json
 from frcnn.evaluation.visualize import save_picture
+from frcnn.preflight import PreflightError, check_whole
 from frcnn.progress import image_progress
 
 
@@ -66,6 +67,10 @@ def _check(cfg: DictConfig) -> None:
         raise UsageError(f"device={cfg.device} but no CUDA device is available: use device=auto or device=cpu")
     if cfg.picture_format not in ("jpg", "png"):
         raise UsageError(f"picture_format={cfg.picture_format}: use jpg or png")
+    check_whole(cfg.batch_size, "batch_size", 1, "images per forward pass")
+    check_whole(cfg.num_workers, "num_workers", 0, "processes reading images; 0: the main process")
+    if isinstance(cfg.score_thresh, bool) or not isinstance(cfg.score_thresh, (int, float)) or not 0 <= cfg.score_thresh <= 1:
+        raise UsageError(f"score_thresh={cfg.score_thresh!r}: scores are in 0..1, give a threshold in 0..1 (e.g. 0.5)")
 
 
 class Recorder:
@@ -165,7 +170,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
 def main(cfg: DictConfig) -> None:
     try:
         predict(cfg)
-    except (CheckpointError, NoImagesError, UsageError) as error:
+    except (CheckpointError, NoImagesError, UsageError, PreflightError) as error:
         print(f"predict.py: {error}", file=sys.stderr)
         sys.exit(1)
 

@@ -133,6 +133,8 @@ def main(cfg: DictConfig) -> float | None:
     except USER_ERRORS as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
+        if isinstance(error, InstantiationException) and isinstance(error.__cause__, USER_ERRORS):
+            error = error.__cause__  # e.g. the data module's own one-line error, not Hydra's wrapper
         message = " ".join(str(error).split())
         log.error("%s: %s (HYDRA_FULL_ERROR=1 for the traceback)", type(error).__name__, message)
         sys.exit(1)

@@ -16,6 +16,7 @@ CUDA when present, else on the CPU.
 
     OMP_NUM_THREADS=1 python benchmarks/model_vs_torchvision.py --size 400 --images 2 --repeats 5
     OMP_NUM_THREADS=1 python benchmarks/model_vs_torchvision.py --model frcnn_mobilenet_v3_large_320_fpn --size 320
+    OMP_NUM_THREADS=1 python benchmarks/model_vs_torchvision.py --size 400 --images 2 --syncs-only
     python benchmarks/model_vs_torchvision.py --size 800 --images 4 --repeats 20   # on a GPU
 """
 
@@ -160,6 +161,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2, help="images per batch")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--memory-size", type=int, default=160, help="image size for the saved-bytes rows")
+    parser.add_argument("--syncs-only", action="store_true", help="only the host-sync rows (no timing)")
     args = parser.parse_args()
     device = torch.device(args.device)
     size = args.size or (800 if device.type == "cuda" else 400)
@@ -181,7 +183,7 @@ def main() -> None:
                 f"{speedup:.2f}× as fast",
             ))
 
-    precisions = ["fp32", "16-mixed"] if device.type == "cuda" else ["fp32"]
+    precisions = [] if args.syncs_only else ["fp32", "16-mixed"] if device.type == "cuda" else ["fp32"]
     for precision in precisions:
         speed_rows(precision)
     if device.type == "cuda":
@@ -198,7 +200,7 @@ def main() -> None:
     small = make_models(args.memory_size, device, args.model)
     small_batch = make_batch(2, device)
     autocast_precision = "16-mixed" if device.type == "cuda" else "bf16-mixed"
-    for precision in ("fp32", autocast_precision):
+    for precision in () if args.syncs_only else ("fp32", autocast_precision):
         saved = {name: saved_bytes(model, small_batch, device, precision) for name, model in small.items()}
         rows.append((
             f"saved for backward, {precision}, 2 images at {args.memory_size} px, MiB (float32)",

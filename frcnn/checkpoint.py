@@ -118,6 +118,8 @@ def load_checkpoint(path: str | Path | None) -> LoadedCheckpoint:
     if path is None or str(path) == "":
         raise CheckpointError("no checkpoint given: pass ckpt=PATH")
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file: give its file (e.g. {path / 'last.ckpt'})")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:

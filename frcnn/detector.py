@@ -26,7 +26,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from frcnn.checkpoint import build_model, coco_layout, load_checkpoint
-from frcnn.data.image_files import ImageInput, load_image
+from frcnn.data.image_files import ImageInput, ImageReadError, load_image
 from frcnn.data.transforms import build_resize, inference_min_size
 from frcnn.evaluation.visualize import draw_detections, draw_proposals
 from frcnn.ops.rescale import to_original_pixels
@@ -163,6 +163,8 @@ class Detector:
         single = isinstance(images, (str, os.PathLike, Image.Image, Tensor)) or (
             hasattr(images, "ndim") and not isinstance(images, (list, tuple))
         )
+        if not single and len(images) == 0:
+            raise ImageReadError("no images given: pass an image or a non-empty list of them")
         return [load_image(image) for image in ([images] if single else images)]
 
     @staticmethod

@@ -45,6 +45,7 @@ def check_config(cfg: Mapping[str, Any]) -> None:
             "(a .ckpt, a python -m frcnn.convert file, a torchvision .pth) or model.weights=FasterRCNN_ResNet50_FPN_Weights.COCO_V1"
         )
     check_data(cfg["data"])
+    check_trainer(cfg.get("trainer") or {})
     check_writable_dir(cfg["paths"]["output_dir"], "hydra.run.dir")
     for key, folder in checkpoint_folders(cfg).items():
         check_writable_dir(folder, key)
@@ -100,15 +101,33 @@ def check_data(data: Mapping[str, Any]) -> None:
         _whole(data, "square_size", 1, "the side in pixels of the square input")
     if data.get("max_pixels") is not None:
         _whole(data, "max_pixels", 1, "images with more pixels are skipped")
+    if data.get("val_limit") is not None:
+        _whole(data, "val_limit", 1, "the first N validation images; null for all")
     fraction = data.get("max_skip_fraction")
     if fraction is not None and not (isinstance(fraction, (int, float)) and 0 <= fraction <= 1):
         raise PreflightError(f"data.max_skip_fraction={fraction!r}: must be a fraction in 0..1 (e.g. 0.01 for 1 %)")
 
 
 def _whole(data: Mapping[str, Any], key: str, minimum: int, meaning: str) -> None:
-    value = data.get(key)
+    check_whole(data.get(key), f"data.{key}", minimum, meaning)
+
+
+def check_whole(value: Any, key: str, minimum: int, meaning: str) -> None:
+    """`value` (of the key `key`) is a whole number >= `minimum`, else one line saying so."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise PreflightError(f"data.{key}={value!r}: must be a whole number >= {minimum} ({meaning})")
+        raise PreflightError(f"{key}={value!r}: must be a whole number >= {minimum} ({meaning})")
+
+
+def check_trainer(trainer: Mapping[str, Any]) -> None:
+    """`trainer.*` values Lightning would reject with a traceback."""
+    interval = trainer.get("val_check_interval")
+    if interval is not None and (isinstance(interval, bool) or not (
+        (isinstance(interval, int) and interval >= 1) or (isinstance(interval, float) and 0 < interval <= 1)
+    )):  # fmt: skip
+        raise PreflightError(
+            f"trainer.val_check_interval={interval!r}: give a whole number of steps >= 1, a fraction of the "
+            "epoch in (0, 1], or null for once per epoch"
+        )
 
 
 def check_writable_dir(path: str | Path, key: str, why: str = "") -> None:
@@ -186,14 +205,16 @@ class RunDirCheck(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         HydraConfig.instance().set_config(config)  # the default folder interpolates ${hydra:runtime.cwd}
-        self._check(config.hydra.run.dir, "hydra.run.dir")
+        self._check(config, config.hydra.run.dir, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         HydraConfig.instance().set_config(config)
-        self._check(config.hydra.sweep.dir, "hydra.sweep.dir")
+        self._check(config, config.hydra.sweep.dir, "hydra.sweep.dir")
 
     @staticmethod
-    def _check(path: str, key: str) -> None:
+    def _check(config: DictConfig, path: str, key: str) -> None:
+        if key == "hydra.run.dir" and "output" in config and config.output == path:
+            key = "output"  # predict.py's folder: the key its user sets
         reason = _unwritable(Path(path).expanduser(), create=False)
         if reason:
             print(f"PreflightError: {key}={path} cannot be written: {reason}: choose another {key}", file=sys.stderr)

@@ -4,6 +4,7 @@ input kind, a converted torchvision checkpoint with COCO's names, pictures scale
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from frcnn import Detector
 from frcnn.convert import COCO_CATEGORY_IDS
 from frcnn.convert import main as convert_main
 from frcnn.data.coco_classes import COCO_CLASSES
+from frcnn.data.image_files import ImageReadError, load_image
 from frcnn.data.sources.shapes import make_row
 from frcnn.detector import Detections, build_model
 from frcnn.checkpoint import load_checkpoint
@@ -178,3 +180,32 @@ def test_to_original_pixels_one_image_and_a_batch():
     batch = torch.stack([boxes, boxes])  # [B=2, K=1, 4]; the second image is not resized
     mapped = to_original_pixels(batch, torch.tensor([[50, 100], [64, 64]]), torch.tensor([[100, 400], [64, 64]]))
     assert torch.equal(mapped, torch.stack([expected, boxes]))
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (torch.full((3, 8, 8), 200.0), "a float image must hold values in 0-1, got 200..200: divide a 0-255 image by 255"),
+        (torch.full((3, 8, 8), float("nan")), "a float image must hold values in 0-1"),
+        (np.full((8, 8, 3), 255.0), "a float image must hold values in 0-1, got 255..255"),
+        (torch.zeros(2, 8, 8, dtype=torch.uint8), "a tensor image must be [3, H, W], [1, H, W] or [H, W], got shape (2, 8, 8)"),
+        (torch.zeros(3, 8, 8, dtype=torch.int64), "a tensor image must be uint8 (0-255) or float (0-1), got torch.int64"),
+        (np.zeros((8, 8, 2), dtype=np.uint8), "a NumPy image must be [H, W] or [H, W, 1|3|4], got shape (8, 8, 2)"),
+        (np.zeros((8, 8, 3), dtype=np.int64), "is not one PIL reads: pass uint8 (0-255) or float (0-1)"),
+    ],
+)
+def test_inputs_it_would_get_wrong_are_refused_in_one_line(image, message):
+    with pytest.raises(ImageReadError, match=re.escape(message)) as caught:
+        load_image(image)
+    assert "\n" not in str(caught.value)
+
+
+def test_float_inputs_in_0_1_are_the_uint8_image():
+    pixels = torch.randint(0, 256, (3, 8, 8), dtype=torch.uint8)
+    assert torch.equal(load_image(pixels.float() / 255), pixels)
+    assert torch.equal(load_image(pixels.permute(1, 2, 0).numpy() / 255.0), pixels)
+
+
+def test_an_empty_list_is_refused(detector):
+    with pytest.raises(ImageReadError, match="no images given"):
+        detector([])

@@ -156,6 +156,8 @@ def _files(tmp_path: Path) -> None:
         ("ckpt_path={tmp}/torchvision.pth", "ckpt_path={tmp}/torchvision.pth holds model weights only, not a training checkpoint (optimizer, step, data position): start a run from these weights with model.weights={tmp}/torchvision.pth", "run"),
         ("experiment=finetune", "model.weights is required: fine-tuning starts from a trained detector, pass model.weights=PATH", "run"),
         ("ckpt_path={tmp}/other.ckpt", "ckpt_path={tmp}/other.ckpt was trained with another model or data config", "run"),
+        ("data.val_limit=-1", "data.val_limit=-1: must be a whole number >= 1 (the first N validation images; null for all)", "run"),
+        ("trainer.val_check_interval=0", "trainer.val_check_interval=0: give a whole number of steps >= 1, a fraction", "run"),
     ],
 )
 def test_train_stops_before_the_first_step(compose_train, tiny_overrides, tmp_path, override, message, run):

@@ -99,10 +99,13 @@ def load_image(source: ImageInput) -> Tensor:
     Args:
         source: a file path (EXIF orientation applied), a PIL image (EXIF applied), a
             tensor ``[3, H, W]`` / ``[1, H, W]`` / ``[H, W]`` (uint8 0-255 or float 0-1; a 4th
-            channel is dropped), or a NumPy array ``[H, W]`` / ``[H, W, 3|4]`` (as PIL reads it).
+            channel is dropped), or a NumPy array ``[H, W]`` / ``[H, W, 3|4]`` (as PIL reads it;
+            a float array, like a float tensor, in 0-1; 16-bit as PIL's ``I;16``).
 
     Raises:
-        ImageReadError: a missing, unreadable or oddly shaped input.
+        ImageReadError: a missing, unreadable or oddly shaped input, a dtype PIL cannot read, or float
+            values outside 0-1 (a 0-255 float image would otherwise become white): one line
+            saying what to pass instead.
     """
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
@@ -118,9 +121,16 @@ def load_image(source: ImageInput) -> Tensor:
     if isinstance(source, Image.Image):
         return _from_pil(source)
     if isinstance(source, np.ndarray):
-        if source.ndim not in (2, 3):
-            raise ImageReadError(f"a NumPy image must be [H, W] or [H, W, C], got shape {source.shape}")
-        return _from_pil(Image.fromarray(np.ascontiguousarray(source)))
+        if source.ndim not in (2, 3) or (source.ndim == 3 and source.shape[2] not in (1, 3, 4)):
+            raise ImageReadError(f"a NumPy image must be [H, W] or [H, W, 1|3|4], got shape {source.shape}")
+        if source.dtype.kind == "f":
+            hwc = torch.from_numpy(np.ascontiguousarray(source))
+            return _from_tensor(hwc if hwc.dim() == 2 else hwc.permute(2, 0, 1))
+        try:
+            image = Image.fromarray(np.ascontiguousarray(source))
+        except (TypeError, ValueError):
+            raise ImageReadError(f"a NumPy image of {source.dtype} {source.shape} is not one PIL reads: pass uint8 (0-255) or float (0-1)") from None
+        return _from_pil(image)
     if isinstance(source, Tensor):
         return _from_tensor(source)
     raise ImageReadError(f"cannot read an image from a {type(source).__name__}")
@@ -138,7 +148,12 @@ def _from_tensor(image: Tensor) -> Tensor:
         raise ImageReadError(f"a tensor image must be [3, H, W], [1, H, W] or [H, W], got shape {tuple(image.shape)}")
     image = image[:3].expand(3, -1, -1)
     if image.is_floating_point():
-        image = (image.clamp(0, 1) * 255).round()
+        low, high = (image.amin().item(), image.amax().item()) if image.numel() else (0.0, 1.0)
+        if not 0 <= low <= high <= 1:  # NaN fails too
+            raise ImageReadError(
+                f"a float image must hold values in 0-1, got {low:g}..{high:g}: divide a 0-255 image by 255, or pass uint8"
+            )
+        image = (image * 255).round()
     elif image.dtype != torch.uint8:
         raise ImageReadError(f"a tensor image must be uint8 (0-255) or float (0-1), got {image.dtype}")
     return image.to(torch.uint8).contiguous()

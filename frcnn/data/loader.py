@@ -72,4 +72,11 @@ class StreamLoader(StatefulDataLoader):
                 f"the checkpoint's data position is for {len(ranks)} rank(s), this run has {self.stream.world_size}: "
                 "resume with the same trainer.devices x trainer.num_nodes, or start a new run from its weights"
             )
-        super().load_state_dict(ranks[self.stream.rank])
+        state = ranks[self.stream.rank]
+        saved_workers = len(state["_snapshot"]["_worker_snapshots"]) if "_snapshot" in state else 0
+        if saved_workers != self.stream.num_workers:
+            raise DataLayoutError(
+                f"the checkpoint's data position is for data.num_workers={saved_workers}, this run has "
+                f"{self.stream.num_workers}: resume with data.num_workers={saved_workers}, or start a new run from its weights"
+            )
+        super().load_state_dict(state)

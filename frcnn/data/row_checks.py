@@ -15,11 +15,14 @@ Row skipped (`BadRow.kind`):
     nonfinite_box       a NaN or infinite coordinate (a null coordinate reads as NaN)
     size_mismatch       `width`/`height` columns that disagree with the decoded pixels in aspect
                         ratio (needs the image), or are not whole numbers
-Row kept, counted:
+Row kept, counted (the same repair or drop in the training targets and in the metric's ground truth):
     size_rescaled       `width`/`height` columns that disagree with the pixels by a uniform scale (the
-                        image was resized after annotation): boxes are scaled to the pixels
+                        image was resized after annotation): boxes (and areas) are scaled to the pixels
     degenerate_box      a box with a side under 1 px as given (zero or negative width/height): dropped
     box_outside_image   a box that keeps under 1 px a side once clipped to the image: dropped
+Row left out before any image is read:
+    repeated_image      an image_id that an earlier row (or image entry of a COCO folder) already has:
+                        the later ones are neither trained on nor scored
 COCO folders (`sources/coco_folder.CocoFolderSplit.problems`, checked when the folder is opened):
     missing_image_file  an image listed in the json without its file: the image is left out
     unknown_category    an annotation whose category id is not in `categories`: the annotation is left out
@@ -33,12 +36,22 @@ and `unknown_category`, for a class name not among the 20):
 Rule for `width`/`height`: the decoded pixels are the truth (boxes must land on them). Columns
 equal to the pixels, or null, are fine; a uniform rescale (same aspect ratio within one pixel)
 is repaired; anything else (transposed, cropped, padded) leaves the boxes' frame unknown: skipped.
+
+A box partly outside the image is kept as stored, not clipped, in the targets and in the metric
+(torchvision's training transform does not clip targets either; COCO scores the stored box).
+
+One implementation for both sides: boxes are checked and dropped in the frame they are stored in
+(the `width`/`height` columns; the pixels where those are null) by `checked_boxes`, then scaled
+onto the pixels by `pixel_scale`. Training does both in `row_targets`; the metric's ground truth
+(`frcnn.evaluation.ground_truth`, built without reading an image) does the first when it is built
+and the second when the evaluated images' decoded sizes are known. On data without these
+problems neither changes a stored box.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -59,14 +72,15 @@ UNKNOWN_CATEGORY = "unknown_category"
 UNKNOWN_IMAGE = "unknown_image"
 MISSING_ANNOTATION_FILE = "missing_annotation_file"
 MALFORMED_ANNOTATION_FILE = "malformed_annotation_file"
+REPEATED_IMAGE = "repeated_image"
 
 ANNOTATION_KINDS = (NULL_OBJECTS, MALFORMED_OBJECTS, LABEL_OUT_OF_RANGE, NONFINITE_BOX)
 ROW_SKIP_KINDS = (UNDECODABLE_IMAGE, TOO_MANY_PIXELS, *ANNOTATION_KINDS, SIZE_MISMATCH)
 ROW_COUNT_KINDS = (SIZE_RESCALED, DEGENERATE_BOX, BOX_OUTSIDE_IMAGE)
 FOLDER_KINDS = (MISSING_IMAGE_FILE, UNKNOWN_CATEGORY, UNKNOWN_IMAGE, MISSING_ANNOTATION_FILE, MALFORMED_ANNOTATION_FILE)
-ALL_KINDS = ROW_SKIP_KINDS + ROW_COUNT_KINDS + FOLDER_KINDS
+ALL_KINDS = ROW_SKIP_KINDS + ROW_COUNT_KINDS + (REPEATED_IMAGE,) + FOLDER_KINDS
 
-MIN_BOX_SIDE = 1.0  # px; as `DetectionTransform`'s sanitising, so nothing is dropped there uncounted
+MIN_BOX_SIDE = 1.0  # px
 
 
 class BadRow(ValueError):
@@ -94,8 +108,8 @@ def row_targets(
         num_classes: classes including background, so labels are 1..num_classes-1.
 
     Returns:
-        boxes (Tensor[M, 4], float32): xyxy in the decoded image's pixels, clipped to it, each
-            side >= 1 px; M <= N after the box-level drops.
+        boxes (Tensor[M, 4], float32): xyxy in the decoded image's pixels, as stored (not
+            clipped), each side >= 1 px inside the image; M <= N after the box-level drops.
         labels (Tensor[M], int64): category + 1.
         iscrowd (Tensor[M], bool): the row's `objects.iscrowd` or `objects.difficult` (VOC): boxes
             scored, never trained on; all False when both are absent.
@@ -106,22 +120,50 @@ def row_targets(
         BadRow: the row must be skipped (`ANNOTATION_KINDS` or `size_mismatch`).
     """
     height, width = int(image_hw[0]), int(image_hw[1])
-    gt_boxes, labels, iscrowd = _checked_objects(row.get("objects"), num_classes)
-    counts: dict[str, int] = {}
-
-    scale = _column_scale(row.get("width"), row.get("height"), width, height)
+    objects = _checked_objects(row.get("objects"), num_classes)
+    scale = pixel_scale(row.get("width"), row.get("height"), width, height)
+    frame = (width, height) if scale is None else (int(row["width"]), int(row["height"]))
+    checked = _keep_in_frame(*objects, frame)
+    boxes, counts = checked.boxes, checked.counts
     if scale is not None:
-        gt_boxes = gt_boxes * np.array([scale[0], scale[1], scale[0], scale[1]], dtype=np.float32)
-        counts[SIZE_RESCALED] = 1
+        boxes = boxes * np.array([scale[0], scale[1], scale[0], scale[1]], dtype=np.float32)
+        counts = {SIZE_RESCALED: 1, **counts}
+    return torch.from_numpy(boxes), torch.from_numpy(checked.labels), torch.from_numpy(checked.iscrowd), counts
 
+
+class CheckedBoxes(NamedTuple):
+    """A row's boxes checked in their stored frame (see the module docstring).
+
+    boxes (ndarray[M, 4], float32): xyxy as stored, each side >= 1 px inside the frame.
+    labels (ndarray[M], int64): category + 1.
+    iscrowd (ndarray[M], bool).
+    kept (ndarray[M], int64): each box's index among the row's N objects.
+    counts: per kind of `degenerate_box`, `box_outside_image` (nonzero only).
+    """
+
+    boxes: np.ndarray
+    labels: np.ndarray
+    iscrowd: np.ndarray
+    kept: np.ndarray
+    counts: dict[str, int]
+
+
+def checked_boxes(row: Mapping[str, Any], frame_wh: tuple[int, int], num_classes: int) -> CheckedBoxes:
+    """The row's boxes checked and dropped in `frame_wh` = (W, H) as training does, with no
+    image: what the metric's ground truth keeps. Raises `BadRow` (`ANNOTATION_KINDS`)."""
+    return _keep_in_frame(*_checked_objects(row.get("objects"), num_classes), frame_wh)
+
+
+def _keep_in_frame(
+    gt_boxes: np.ndarray, labels: np.ndarray, iscrowd: np.ndarray, frame_wh: tuple[int, int]
+) -> CheckedBoxes:
+    width, height = frame_wh
     degenerate = (gt_boxes[:, 2:] - gt_boxes[:, :2] < MIN_BOX_SIDE).any(axis=1)
     clipped = np.clip(gt_boxes, 0, np.array([width, height, width, height], dtype=np.float32))
     outside = ~degenerate & (clipped[:, 2:] - clipped[:, :2] < MIN_BOX_SIDE).any(axis=1)
-    for kind, dropped in ((DEGENERATE_BOX, degenerate), (BOX_OUTSIDE_IMAGE, outside)):
-        if dropped.any():
-            counts[kind] = int(dropped.sum())
     keep = ~(degenerate | outside)
-    return torch.from_numpy(clipped[keep]), torch.from_numpy(labels[keep]), torch.from_numpy(iscrowd[keep]), counts
+    counts = {kind: int(found.sum()) for kind, found in ((DEGENERATE_BOX, degenerate), (BOX_OUTSIDE_IMAGE, outside)) if found.any()}
+    return CheckedBoxes(gt_boxes[keep], labels[keep], iscrowd[keep], np.flatnonzero(keep), counts)
 
 
 def _checked_objects(objects: Any, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -166,7 +208,7 @@ def _read_objects(objects: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return boxes, categories, iscrowd | hard
 
 
-def _column_scale(column_w: Any, column_h: Any, width: int, height: int) -> tuple[float, float] | None:
+def pixel_scale(column_w: Any, column_h: Any, width: int, height: int) -> tuple[float, float] | None:
     """(sx, sy) from the `width`/`height` columns' frame to the pixels when a uniform rescale
     repairs them; None when they agree or are null; `BadRow(size_mismatch)` otherwise."""
     if column_w is None or column_h is None:

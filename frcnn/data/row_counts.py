@@ -36,10 +36,13 @@ class RowCounts:
         if image_id is not None:
             self._examples[slot, index] = image_id
 
-    def reset(self) -> None:
-        """Start counting anew (each validation pass reads its rows again)."""
-        self._counts.zero_()
-        self._rows_read.zero_()
+    def reset(self, slot: int | None = None) -> None:
+        """Start counting anew, in worker `slot` only or in every slot. A validation reader
+        resets its own slot when its pass starts: Lightning fetches the first batches before any
+        callback hook of the pass runs, so a reset from the main process would lose them."""
+        rows = slice(None) if slot is None else slot
+        self._counts[rows] = 0
+        self._rows_read[rows] = 0
 
     def totals(self) -> dict[str, int]:
         """The counts of every worker summed, by kind (kinds never seen left out)."""

@@ -25,6 +25,7 @@ import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 from frcnn.data.schema import ANNOTATION_COLUMNS, ROW_COLUMNS, check_arrow_schema
 
@@ -101,7 +102,8 @@ class ParquetSource(RowSource):
     Every footer is read when the source is opened: an unreadable file or a schema without the
     Hub's columns fails there, in one line naming the file. Reads that fail with an `OSError`
     (network) are retried `read_retries` times, `retry_interval_s` apart, then reported in one
-    line naming the file.
+    line naming the file; on the local disk there is no network to wait for, so such a file is
+    named corrupt at once.
     """
 
     def __init__(
@@ -168,6 +170,11 @@ class ParquetSource(RowSource):
                 ) from None
             except OSError as error:
                 handles.pop(file_index, None)
+                if isinstance(self.fs, LocalFileSystem):  # no network to wait for: the bytes are bad
+                    raise DataSourceError(
+                        f"{self.description}: {file} is corrupt or unreadable ({' '.join(str(error).split())}); "
+                        "delete it or download it again"
+                    ) from None
                 if attempt == self.read_retries:
                     raise DataSourceError(
                         f"{self.description}: reading {file} failed {attempt + 1} times ({error}); "

@@ -32,7 +32,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from frcnn.data.decode import DEFAULT_MAX_PIXELS
 from frcnn.data.partition import TrainingPlan, validation_rows
-from frcnn.data.row_checks import ANNOTATION_KINDS, annotation_problem, has_trainable_box
+from frcnn.data.row_checks import ANNOTATION_KINDS, REPEATED_IMAGE, annotation_problem, has_trainable_box
 from frcnn.data.row_counts import MAX_WORKERS, RowCounts
 from frcnn.data.samples import Sample, SampleMaker
 from frcnn.data.source import DataSourceError, Row, RowSource
@@ -90,6 +90,8 @@ class DetectionStream(IterableDataset):
         annotations = source.annotations()
         kinds = [annotation_problem(row, num_classes) for row in annotations]
         image_ids = [int(row["image_id"]) for row in annotations]
+        self._repeated = _repeats(image_ids)  # neither trained on nor scored twice
+        kinds = [REPEATED_IMAGE if repeated else kind for kind, repeated in zip(kinds, self._repeated)]
         self.num_rows = len(annotations) if limit is None else min(limit, len(annotations))
         # Problems found before any image is read: (kind → count, kind → an example image_id).
         self.annotation_problems = Counter(kind for kind in kinds[: self.num_rows] if kind is not None)
@@ -156,10 +158,6 @@ class DetectionStream(IterableDataset):
         """Select `epoch`'s rows and flips; call before the epoch's iteration (Lightning does)."""
         self._epoch.fill_(epoch)
 
-    def reset_decode_problems(self) -> None:
-        """Start counting anew (each validation pass reads its rows again)."""
-        self.counts.reset()
-
     def decode_problems(self) -> dict[str, int]:
         """What this process's workers counted so far, by kind (`annotation_problems` holds what
         was found before reading, the same on every rank)."""
@@ -210,6 +208,8 @@ class DetectionStream(IterableDataset):
         start = self._resume["rows"] if self._resume and self._resume["epoch"] == epoch else 0
         self._resume = None
         self._position = {"epoch": epoch, "rows": start}
+        if not self.train:
+            self.counts.reset(slot)  # each validation pass reads its rows again: count one pass
         units = UnitReader(self.source, order)
         position = start
         while position < len(order):
@@ -246,6 +246,8 @@ class DetectionStream(IterableDataset):
     def _try(self, units: UnitReader, order: np.ndarray, position: int, epoch: int, slot: int, count: bool = True) -> Sample | None:
         """The sample at `position` of `order`, or None (counted and warned) for a bad row."""
         row = units.row(position)
+        if self._repeated[order[position]]:  # counted when the stream was built
+            return None
         if count:
             self.counts.read(slot)
         problem, sample, counts = self.make_sample(row, epoch)
@@ -265,3 +267,11 @@ def _is_portrait(row: Row) -> bool:
         return int(row["height"]) > int(row["width"])
     except (TypeError, ValueError):
         return False
+
+
+def _repeats(image_ids: list[int]) -> np.ndarray:
+    """(ndarray[N], bool) rows whose image_id an earlier row has."""
+    _, first = np.unique(np.asarray(image_ids, dtype=np.int64), return_index=True)
+    repeated = np.ones(len(image_ids), dtype=bool)
+    repeated[first] = False
+    return repeated

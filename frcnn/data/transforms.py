@@ -1,6 +1,8 @@
-"""Per-sample geometry: clip and drop degenerate boxes, resize, horizontal flip.
+"""Per-sample geometry: resize, horizontal flip.
 
-Boxes are `xyxy` in absolute pixels of the image they come with. All box geometry is done by
+Boxes are `xyxy` in absolute pixels of the image they come with, checked by
+`frcnn.data.row_checks.row_targets` (degenerate and outside boxes dropped there, and counted);
+a box partly outside the image stays as stored, as torchvision's detection transform leaves it. All box geometry is done by
 `torchvision.transforms.v2` on `tv_tensors.BoundingBoxes`, so boxes always move with the image.
 """
 
@@ -34,7 +36,7 @@ def inference_min_size(min_size: int | Sequence[int]) -> int:
 
 
 class DetectionTransform:
-    """Clip boxes to the image, drop boxes under 1 px a side, resize, and maybe flip.
+    """Resize, and maybe flip.
 
     Args:
         resize: one resize, or several to choose from per image (multi-scale training).
@@ -44,7 +46,6 @@ class DetectionTransform:
     """
 
     def __init__(self, resize: v2.Transform | Sequence[v2.Transform]) -> None:
-        self.sanitize = v2.Compose([v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=1.0)])
         self.resizes = list(resize) if isinstance(resize, Sequence) else [resize]
 
     @property
@@ -57,15 +58,15 @@ class DetectionTransform:
         """Args: image (Tensor[3, H0, W0], uint8), boxes (Tensor[N, 4]) xyxy in its pixels, labels (Tensor[N]),
         flip, and which of the resizes to apply.
 
-        Returns: image (Tensor[3, H, W], uint8), boxes (Tensor[M, 4], float32) xyxy in the new
-        pixels, labels (Tensor[M]), with M <= N after dropping degenerate boxes.
+        Returns: image (Tensor[3, H, W], uint8), boxes (Tensor[N, 4], float32) xyxy in the new
+        pixels, labels (Tensor[N]).
         """
         sample = {
             "image": tv_tensors.Image(image),
             "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=tuple(image.shape[-2:])),
             "labels": labels,
         }
-        sample = self.resizes[size_index](self.sanitize(sample))
+        sample = self.resizes[size_index](sample)
         if flip:
             sample["image"] = F.horizontal_flip(sample["image"])
             sample["boxes"] = F.horizontal_flip(sample["boxes"])

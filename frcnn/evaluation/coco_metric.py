@@ -26,7 +26,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from frcnn.evaluation.coco_format import LabelToCategoryId, coco_results
-from frcnn.evaluation.ground_truth import GroundTruthError, restrict_to_images
+from frcnn.evaluation.ground_truth import GroundTruthError, in_decoded_pixels, restrict_to_images
 
 # pycocotools' ``COCOeval.stats`` in order, under their usual names ...
 COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -36,7 +36,7 @@ METRIC_KEYS = (
     "mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large",
 )  # fmt: skip
 
-_IMAGE_COLUMNS = 2  # image_id, number of detections
+_IMAGE_COLUMNS = 4  # image_id, number of detections, decoded height and width (-1: not given)
 _PRED_COLUMNS = 6  # x1, y1, x2, y2, score, label
 
 logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)
@@ -128,9 +128,12 @@ class COCOEvaluator(Metric):
             later through the ``ground_truth`` attribute (the training app sets it at each
             validation's start). Its images, categories and ids are the dataset's.
 
-    ``update(preds, image_ids)``: one entry per image.
+    ``update(preds, image_ids, image_sizes=None)``: one entry per image.
         preds: ``boxes`` (Tensor[K, 4]) xyxy, ``scores`` (Tensor[K]), ``labels`` (Tensor[K]).
         image_ids: the dataset's image id of each (int or 0-dim Tensor).
+        image_sizes: the decoded (H, W) of each (a target's ``orig_size``): an image stored at
+            a uniform rescale of its ``width``/``height`` is scored in its pixels, as it was
+            trained (``ground_truth.in_decoded_pixels``).
 
     ``compute`` scores the images that were updated, and only those: the ground truth is
     restricted to them. An image seen twice (DistributedSampler pads the last batch with
@@ -159,15 +162,24 @@ class COCOEvaluator(Metric):
         self.add_state("image_rows", default=[], dist_reduce_fx="cat")
         self.add_state("pred_rows", default=[], dist_reduce_fx="cat")
 
-    def update(self, preds: Sequence[Mapping[str, Tensor]], image_ids: Sequence[int | Tensor]) -> None:
-        if len(preds) != len(image_ids):
+    def update(
+        self,
+        preds: Sequence[Mapping[str, Tensor]],
+        image_ids: Sequence[int | Tensor],
+        image_sizes: Sequence[Sequence[int] | Tensor] | None = None,
+    ) -> None:
+        if len(preds) != len(image_ids) or (image_sizes is not None and len(image_sizes) != len(preds)):
             raise ValueError(f"got {len(preds)} predictions for {len(image_ids)} image ids")
         if not preds:
             return
         as_f64 = dict(dtype=torch.float64, device=self.device)
         ids = torch.stack([torch.as_tensor(image_id).reshape(()).to(**as_f64) for image_id in image_ids])
         num_preds = torch.tensor([len(pred["boxes"]) for pred in preds], **as_f64)
-        self.image_rows.append(torch.stack([ids, num_preds], dim=1).reshape(-1))
+        if image_sizes is None:
+            sizes = torch.full((len(preds), 2), -1.0, **as_f64)
+        else:
+            sizes = torch.stack([torch.as_tensor(size).reshape(2).to(**as_f64) for size in image_sizes])
+        self.image_rows.append(torch.cat([torch.stack([ids, num_preds], dim=1), sizes], dim=1).reshape(-1))
         self.pred_rows.append(
             torch.cat(
                 [
@@ -192,8 +204,9 @@ class COCOEvaluator(Metric):
                 setattr(self, name, [torch.zeros(0, dtype=torch.float64, device=self.device)])
         super()._sync_dist(*args, **kwargs)
 
-    def _rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(evaluated image ids (I,), pred rows (K, 6), their image ids (K,)), repeats dropped."""
+    def _rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(evaluated image ids (I,), pred rows (K, 6), their image ids (K,), decoded (H, W) of
+        the evaluated images (I, 2), -1 where not given), repeats dropped."""
         images = _cat_state(self.image_rows, _IMAGE_COLUMNS)
         preds = _cat_state(self.pred_rows, _PRED_COLUMNS)
         num_preds = images[:, 1].astype(np.int64)
@@ -202,7 +215,7 @@ class COCOEvaluator(Metric):
         keep[first] = True
         keep_preds = np.repeat(keep, num_preds)
         pred_image_ids = np.repeat(images[:, 0], num_preds)[keep_preds]
-        return images[keep, 0].astype(np.int64), preds[keep_preds], pred_image_ids.astype(np.int64)
+        return images[keep, 0].astype(np.int64), preds[keep_preds], pred_image_ids.astype(np.int64), images[keep, 2:].astype(np.int64)
 
     def evaluated_image_ids(self) -> np.ndarray:
         """The ids of the images updated so far (ndarray[I], first-seen order, no repeats)."""
@@ -218,11 +231,13 @@ class COCOEvaluator(Metric):
             raise GroundTruthError(
                 "COCOEvaluator has no ground truth: pass ground_truth= (e.g. the data module's val_ground_truth())"
             )
-        return restrict_to_images(self.ground_truth, self.evaluated_image_ids())
+        image_ids, _, _, sizes = self._rows()
+        known = {image_id: (height, width) for image_id, (height, width) in zip(image_ids.tolist(), sizes.tolist()) if height > 0}
+        return in_decoded_pixels(restrict_to_images(self.ground_truth, image_ids), known)
 
     def coco_results(self) -> list[dict[str, Any]]:
         """The accumulated detections as a COCO results list (what ``detections.json`` holds)."""
-        _, preds, pred_image_ids = self._rows()
+        _, preds, pred_image_ids, _ = self._rows()
         return coco_results(
             pred_image_ids=pred_image_ids,
             pred_boxes=preds[:, :4],

@@ -1,21 +1,28 @@
-"""The COCO ground truth of a split: the stored annotations, untouched.
+"""The COCO ground truth of a split: the stored annotations, with the training targets' repairs.
 
 Shorthand: I = images of the split, N = annotations of one image.
 
 One builder, :func:`coco_ground_truth_from_rows`, turns Hub-schema rows (read WITHOUT their
 images) into a COCO instances dict; validation and ``evaluate.py`` both score against it, or
-against a user's instances file (``gt_json=``, :func:`load_ground_truth_json`). Boxes go from
-``xyxy`` to ``[x, y, w, h]`` with no clipping and no rescaling, ``area`` is the row's
-``objects.area`` (COCO's mask area), ``iscrowd`` the row's ``objects.iscrowd`` (0 where the
-source has none, as the Hub schema) or its ``objects.difficult`` (VOC: a detection on a difficult
-object is ignored, a missed one costs nothing), ids are the dataset's own. Every image is listed, empty
-ones too. The metric scores the subset of images that were evaluated
-(:func:`restrict_to_images`).
+against a user's instances file (``gt_json=``, :func:`load_ground_truth_json`, used as it is).
+Boxes go from ``xyxy`` to ``[x, y, w, h]``, ``area`` is the row's ``objects.area`` (COCO's mask
+area), ``iscrowd`` the row's ``objects.iscrowd`` (0 where the source has none, as the Hub
+schema) or its ``objects.difficult`` (VOC: a detection on a difficult object is ignored, a missed
+one costs nothing), ids are the dataset's own. Every image is listed, empty ones too. The metric scores the
+subset of images that were evaluated (:func:`restrict_to_images`).
 
-An annotation that cannot be scored (category outside the class list, a non-finite or
-inverted box, a non-finite or negative area, object lists of unequal lengths) and a repeated
-image are left out, counted and named: a warning, and ``ground_truth["info"]["left_out"]``
-(:func:`left_out_message` phrases it).
+What is scored is what was trained on: the boxes pass through the training targets' own checks
+(:func:`frcnn.data.row_checks.checked_boxes`: clipped to the image, degenerate and outside boxes
+dropped, each counted under its kind in ``info["repaired"]``), and an image whose decoded size is
+a uniform rescale of its ``width``/``height`` columns has its boxes and areas scaled onto the
+pixels once its size is known (:func:`in_decoded_pixels`, ``row_checks.pixel_scale``). Clean
+data (boxes inside the image, columns equal to the pixels) keeps its stored annotations untouched:
+the official COCO protocol.
+
+A row that training skips for its annotations, and a repeated image, are left out of the metric
+under the training's kind, counted and named: a warning, and ``ground_truth["info"]["left_out"]``
+(:func:`left_out_message` phrases it). An ``area`` that cannot be scored (non-finite, negative,
+a list of another length) becomes the box area, counted as ``info["repaired"]["unscorable_area"]``.
 """
 
 from __future__ import annotations
@@ -29,8 +36,10 @@ from typing import Any
 
 import numpy as np
 
-
+from frcnn.data.row_checks import REPEATED_IMAGE, SIZE_RESCALED, BadRow, CheckedBoxes, checked_boxes, pixel_scale
 from frcnn.evaluation.coco_format import xyxy_to_xywh
+
+UNSCORABLE_AREA = "unscorable_area"  # the metric's own repair: training reads no area
 
 
 class GroundTruthError(ValueError):
@@ -61,36 +70,40 @@ def coco_ground_truth_from_rows(
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     left_out: Counter[str] = Counter()
+    repaired: Counter[str] = Counter()
     bad_images: set[int] = set()
     seen: set[int] = set()
     for row in rows:
         image_id = int(row["image_id"])
         if image_id in seen:
-            left_out["repeated image"] += 1
+            left_out[REPEATED_IMAGE] += 1
             bad_images.add(image_id)
             continue
         seen.add(image_id)
-        images.append({"id": image_id, "width": int(row["width"]), "height": int(row["height"])})
+        width, height = int(row["width"]), int(row["height"])
+        images.append({"id": image_id, "width": width, "height": height})
         try:
-            boxes, categories, areas, iscrowd, bad = _objects(row["objects"], len(ids))
-        except (AttributeError, TypeError, ValueError):  # null or unreadable objects: the row is not scored
-            left_out["null or malformed objects (rows)"] += 1
+            checked = checked_boxes(row, (width, height), len(ids) + 1)
+        except BadRow as bad:  # the stream skips the row: it is not scored
+            left_out[bad.kind] += 1
             bad_images.add(image_id)
             continue
-        for reason, count in bad.items():
-            left_out[reason] += count
-            bad_images.add(image_id)
-        xywh = xyxy_to_xywh(boxes)
+        areas, replaced = _areas(row["objects"], checked)
+        repaired.update({**checked.counts, **({UNSCORABLE_AREA: replaced} if replaced else {})})
+        categories = checked.labels - 1
+        stored = np.asarray(row["objects"]["bbox"], dtype=np.float64).reshape(-1, 4)[checked.kept]  # not via float32
+        xywh = xyxy_to_xywh(stored)
         annotations += [
             {"id": len(annotations) + index + 1, "image_id": image_id, "category_id": category_id,
-             "bbox": bbox, "area": area, "iscrowd": crowd}
+             "bbox": bbox, "area": area, "iscrowd": int(crowd)}
             for index, (category_id, bbox, area, crowd) in enumerate(
-                zip(ids[categories].tolist(), xywh.tolist(), areas.tolist(), iscrowd.tolist())
+                zip(ids[categories].tolist(), xywh.tolist(), areas.tolist(), checked.iscrowd.tolist())
             )
         ]  # fmt: skip
     ground_truth = {
         "info": {
-            "left_out": {"annotations": sum(left_out.values()), "reasons": dict(left_out), "image_ids": sorted(bad_images)}
+            "left_out": {"annotations": sum(left_out.values()), "reasons": dict(left_out), "image_ids": sorted(bad_images)},
+            "repaired": dict(repaired),
         },
         "images": images,
         "annotations": annotations,
@@ -102,41 +115,55 @@ def coco_ground_truth_from_rows(
     return ground_truth
 
 
-def _objects(objects: Mapping[str, Any], num_categories: int) -> tuple[np.ndarray, ...]:
-    """(boxes (N, 4) xyxy, categories (N,), areas (N,), iscrowd (N,), Counter of reasons) of
-    one row's scorable objects."""
-    bad: Counter[str] = Counter()
-    boxes = _array(objects.get("bbox"), np.float64).reshape(-1, 4)
-    categories = _array(objects.get("category"), np.int64)
-    areas = None if objects.get("area") is None else _array(objects["area"], np.float64)
-    iscrowd = np.zeros(len(boxes), np.int64) if objects.get("iscrowd") is None else _array(objects["iscrowd"], np.int64)
-    difficult = np.zeros(len(boxes), np.int64) if objects.get("difficult") is None else _array(objects["difficult"], np.int64)
-    lengths = {len(boxes), len(categories), len(iscrowd), len(difficult), len(boxes) if areas is None else len(areas)}
-    if len(lengths) > 1:
-        bad["object lists of unequal lengths"] = max(lengths)
-        empty = np.zeros(0, np.int64)
-        return np.zeros((0, 4)), empty, np.zeros(0), empty, bad
+def _areas(objects: Mapping[str, Any], checked: CheckedBoxes) -> tuple[np.ndarray, int]:
+    """(ndarray[M], float64) the stored ``area`` of each kept box, its box area where the row
+    has none or one that cannot be scored (non-finite, negative, a list of another length), and
+    how many stored areas were so replaced (training reads no area, so the box stays scored)."""
+    boxes = np.asarray(objects["bbox"], dtype=np.float64).reshape(-1, 4)[checked.kept]
     box_areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    areas = box_areas if areas is None else areas
-    checks = {
-        "category out of range": (categories < 0) | (categories >= num_categories),
-        "non-finite box": ~np.isfinite(boxes).all(axis=1),
-        "inverted box (x1 < x0 or y1 < y0)": (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1]),
-        "non-finite or negative area": ~np.isfinite(areas) | (areas < 0),
-    }
-    keep = np.ones(len(boxes), dtype=bool)
-    for reason, failed in checks.items():
-        failed &= keep  # each annotation counted once, under its first reason
-        if failed.any():
-            bad[reason] = int(failed.sum())
-            keep &= ~failed
-    ignored = (iscrowd != 0) | (difficult != 0)  # VOC's difficult objects are scored as crowds
-    return boxes[keep], categories[keep], areas[keep], ignored[keep].astype(np.int64), bad
+    if objects.get("area") is None:
+        return box_areas, 0
+    try:
+        areas = np.asarray(objects["area"], dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        return box_areas, len(box_areas)
+    if len(areas) != len(objects["bbox"]):
+        return box_areas, len(box_areas)
+    areas = areas[checked.kept]
+    bad = ~(np.isfinite(areas) & (areas >= 0))
+    return np.where(bad, box_areas, areas), int(bad.sum())
 
 
-def _array(values: Any, dtype: type) -> np.ndarray:
-    """A row's list field (None: empty) as a flat array."""
-    return np.asarray([] if values is None else values, dtype=dtype).reshape(-1)
+def in_decoded_pixels(ground_truth: Mapping[str, Any], image_sizes: Mapping[int, tuple[int, int]]) -> dict[str, Any]:
+    """``ground_truth`` with each image whose decoded size ``image_sizes[id]`` = (H, W) is a
+    uniform rescale of its ``width``/``height`` moved onto those pixels (boxes and areas scaled,
+    as the training targets are: ``row_checks.pixel_scale``), counted in
+    ``info["repaired"]["size_rescaled"]``. Images of another size (which the stream skips as
+    ``size_mismatch``) or without a known size stay as they are. Returns fresh dicts."""
+    scales: dict[int, tuple[float, float]] = {}
+    images = []
+    for image in ground_truth["images"]:
+        height, width = image_sizes.get(image["id"], (image["height"], image["width"]))
+        try:
+            scale = pixel_scale(image["width"], image["height"], int(width), int(height))
+        except BadRow:
+            scale = None
+        if scale is not None:
+            scales[image["id"]] = scale
+            image = {**image, "width": int(width), "height": int(height)}
+        images.append(image)
+    if not scales:
+        return dict(ground_truth)
+    annotations = []
+    for annotation in ground_truth["annotations"]:
+        if annotation["image_id"] in scales:
+            sx, sy = scales[annotation["image_id"]]
+            x, y, w, h = annotation["bbox"]
+            annotation = {**annotation, "bbox": [x * sx, y * sy, w * sx, h * sy], "area": annotation["area"] * sx * sy}
+        annotations.append(annotation)
+    info = dict(ground_truth.get("info", {}))
+    info["repaired"] = {**info.get("repaired", {}), SIZE_RESCALED: len(scales)}
+    return {**ground_truth, "info": info, "images": images, "annotations": annotations}
 
 
 def left_out_message(ground_truth: Mapping[str, Any]) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -11,16 +12,19 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+log = logging.getLogger(__name__)
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write a checkpoint to a temporary file beside it, flush it to disk, then rename it into
     place: a process killed mid-write leaves the previous checkpoint whole (rename is atomic on
-    one filesystem)."""
+    one filesystem). A failed write removes its file; one a kill cut short is removed by the
+    next start of the run (`remove_partial_checkpoints`)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        partial = path.with_name(f".{path.name}.{os.getpid()}{PARTIAL_SUFFIX}")
         try:
             with open(partial, "wb") as file:
                 torch.save(checkpoint, file)
@@ -29,6 +33,31 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.replace(partial, path)
         finally:
             partial.unlink(missing_ok=True)
+
+
+PARTIAL_SUFFIX = ".partial"
+
+
+def remove_partial_checkpoints(folder: Path) -> list[Path]:
+    """Delete the `.<name>.<pid>.partial` files in `folder` that no live process on this host is
+    still writing (left by a kill during a write); returns them."""
+    removed = []
+    for partial in folder.glob(f".*{PARTIAL_SUFFIX}") if folder.is_dir() else ():
+        pid = partial.name[: -len(PARTIAL_SUFFIX)].rsplit(".", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            partial.unlink(missing_ok=True)
+            removed.append(partial)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class LastCheckpoint(Callback):
@@ -45,6 +74,12 @@ class LastCheckpoint(Callback):
         self.path = Path(dirpath) / filename
         self.every_n_train_steps = every_n_train_steps
         self.saved_step: int | None = None  # the global step of the file at `path`, once written
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if trainer.is_global_zero and (removed := remove_partial_checkpoints(self.path.parent)):
+            log.warning(
+                "removed %d partial checkpoint file(s) an interrupted write left in %s", len(removed), self.path.parent
+            )
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = trainer.global_step

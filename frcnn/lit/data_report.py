@@ -20,6 +20,10 @@ LOST_ROW_KINDS = frozenset(
 )
 
 
+# Kinds whose rows a source leaves out before the stream lists them (the others are among its rows).
+SOURCE_LOST_KINDS = frozenset((MISSING_IMAGE_FILE, MISSING_ANNOTATION_FILE, MALFORMED_ANNOTATION_FILE))
+
+
 class DataReport(Callback):
     """After every validation and at the end of training: the rows skipped (and the boxes dropped,
     the rows repaired) per split and kind,
@@ -29,12 +33,6 @@ class DataReport(Callback):
 
     Runs on every rank at the same hooks (it gathers every rank's counts).
     """
-
-    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # Each validation reads its rows again: count one pass (the sanity check's too).
-        stream = getattr(trainer.datamodule, "val_dataset", None)
-        if stream is not None:
-            stream.reset_decode_problems()
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._report(trainer)
@@ -59,7 +57,10 @@ class DataReport(Callback):
                 lines.append(f"{split}: " + ", ".join(f"{kind}={count}" for kind, count in skipped.most_common()))
             self._check(split, skipped, per_rank, getattr(datamodule, "max_skip_fraction", 1.0))
         if lines and trainer.is_global_zero:
-            log.warning("data: rows skipped as bad at step %d — %s", trainer.global_step, "; ".join(lines))
+            log.warning(
+                "data: rows skipped as bad at step %d — %s (each the same in training and in the metric: docs/data.md)",
+                trainer.global_step, "; ".join(lines),
+            )  # fmt: skip
         elif trainer.is_global_zero and trainer.validating and not trainer.sanity_checking:
             log.info("data: no row skipped as bad at step %d", trainer.global_step)
         metrics = {f"data/skipped_{kind}": float(count) for kind, count in totals.items()}
@@ -71,9 +72,11 @@ class DataReport(Callback):
     def _check(split: str, skipped: Counter[str], per_rank: list[dict[str, Any]], max_fraction: float) -> None:
         """Stop when the split's lost share (bad annotations over its rows, plus images that failed
         over the rows read so far) is over `max_fraction`."""
-        num_rows = max(per_rank[0]["num_rows"], 1)
+        annotations = per_rank[0]["annotations"]
+        # The rows the source listed: those the stream holds, and those it left out before (files missing).
+        num_rows = max(per_rank[0]["num_rows"] + sum(n for kind, n in annotations.items() if kind in SOURCE_LOST_KINDS), 1)
         rows_read = max(sum(counts["rows_read"] for counts in per_rank), 1)
-        lost = sum(n for kind, n in per_rank[0]["annotations"].items() if kind in LOST_ROW_KINDS) / num_rows
+        lost = sum(n for kind, n in annotations.items() if kind in LOST_ROW_KINDS) / num_rows
         lost += sum(n for counts in per_rank for kind, n in counts["decoding"].items() if kind in LOST_ROW_KINDS) / rows_read
         if lost <= max_fraction:
             return

@@ -134,7 +134,9 @@ class DetectionModule(pl.LightningModule):
             self._val_loss_sums += batch_losses * len(images)
         else:
             preds = self.model(images)
-        self.val_metric.update(in_original_pixels(preds, targets), [target["image_id"] for target in targets])
+        self.val_metric.update(
+            in_original_pixels(preds, targets), [target["image_id"] for target in targets], [target["orig_size"] for target in targets]
+        )
         return preds
 
     def on_validation_epoch_start(self) -> None:

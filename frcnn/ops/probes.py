@@ -7,6 +7,11 @@ shape depends on the data (``nonzero``, boolean-mask indexing, ``unique``, NMS, 
 copies of host data to the device (``torch.tensor(list, device=...)``, a blocking copy on
 CUDA). On the CPU nothing waits, but the same code would on a GPU, so the count is the same.
 
+What is counted is what the device would do, not how a torch release dispatches it: a
+Python number wrapped as a 0-dim CPU tensor (``x[i] = 1.0``, ``row[0] = h``) reaches a
+kernel as an argument, not as a copy, and ``x[mask] = scalar`` is ``masked_fill_`` whether
+it arrives as that op or as ``index_put_`` (torch's ``canDispatchToMaskedFill`` rule).
+
 ``SavedTensorBytes`` adds up the bytes autograd keeps for backward, each storage once,
 leaving out parameters and buffers (they are held anyway). ``PeakHostMemory`` gives the most
 host memory the process held allocated at once inside it (CPU runs).
@@ -48,8 +53,24 @@ def _is_data_dependent(func, args: tuple, kwargs: dict) -> bool:
         return func is not aten.repeat_interleave.Tensor or kwargs.get("output_size") is None
     if func in _MASK_INDEXING:
         indices = args[1] if len(args) > 1 else kwargs.get("indices", ())
-        return any(isinstance(i, Tensor) and i.dtype in (torch.bool, torch.uint8) for i in indices)
+        masks = [i for i in indices if isinstance(i, Tensor) and i.dtype in (torch.bool, torch.uint8)]
+        return bool(masks) and not _is_masked_fill(func, args, kwargs, indices, masks)
     return func.namespace == "torchvision" and func.__name__.startswith("nms")
+
+
+def _is_masked_fill(func, args: tuple, kwargs: dict, indices, masks: list[Tensor]) -> bool:
+    """``index_put_`` that torch runs as ``masked_fill_``: one mask, the only index, and one
+    value held on the host, not accumulated."""
+    if func is aten.index.Tensor or len(masks) != 1 or sum(i is not None for i in indices) != 1:
+        return False
+    value = args[2] if len(args) > 2 else kwargs.get("values")
+    accumulate = args[3] if len(args) > 3 else kwargs.get("accumulate", False)
+    return isinstance(value, Tensor) and value.numel() == 1 and value.device.type == "cpu" and not accumulate
+
+
+def _is_wrapped_number(tensor: Tensor) -> bool:
+    """A Python number made a 0-dim host tensor: kernels take it as an argument, not a copy."""
+    return tensor.dim() == 0 and tensor.device.type == "cpu"
 
 
 def _crosses_host(func, args: tuple, kwargs: dict, out) -> bool:
@@ -131,7 +152,7 @@ class _DispatchMode(TorchDispatchMode):
             return out
         if func in _HOST_READS:
             self.counter.record("read")
-        elif func is aten.lift_fresh.default:
+        elif func is aten.lift_fresh.default and not _is_wrapped_number(args[0]):
             self.counter.record("host-to-device")
         elif _is_data_dependent(func, args, kwargs):
             self.counter.record("data-dependent")

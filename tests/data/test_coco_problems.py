@@ -73,3 +73,31 @@ def test_clean_folder_has_zero_problems(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="frcnn.data.coco_problems"):
         assert set(CocoFolderSplit(tmp_path, "train").problems.values()) == {0}
     assert not caplog.records
+
+
+def test_a_repeated_image_is_counted_and_read_once(tmp_path):
+    """Image 2 listed twice in instances.json: trained on once, scored once, counted once; the
+    loader's, the ground truth's and the metric's image counts agree."""
+    split_dir = tmp_path / "train"
+    (split_dir / "images").mkdir(parents=True)
+    images = []
+    for image_id in (1, 2, 3):
+        Image.new("RGB", (64, 48), (30 * image_id, 90, 90)).save(split_dir / "images" / f"{image_id}.jpg")
+        images.append({"id": image_id, "file_name": f"{image_id}.jpg", "width": 64, "height": 48})
+    box = [4, 6, 20, 10]
+    coco = {
+        "images": [*images, images[1]],
+        "annotations": [{"id": 10 + i, "image_id": i, "category_id": 5, "bbox": box, "iscrowd": 0, "area": 200} for i in (1, 2, 3)],
+        "categories": [{"id": 5, "name": "airplane"}],
+    }
+    (split_dir / "instances.json").write_text(json.dumps(coco))
+    dm = DetectionDataModule(CocoFolder, path=str(tmp_path), val_split="train", batch_size=1, num_workers=0, min_size=48, max_size=64)
+    dm.setup("fit")
+    assert dm.train_dataset.problem_counts() == {kinds.REPEATED_IMAGE: 1}
+    assert dm.train_dataset.plan.num_usable == 3
+    dm.set_epoch(0)
+    trained = [int(target["image_id"]) for _, targets in dm.train_dataloader() for target in targets]
+    assert sorted(trained) == [1, 2, 3]
+    validated = [int(target["image_id"]) for _, targets in dm.val_dataloader() for target in targets]
+    assert validated == [1, 2, 3]
+    assert [image["id"] for image in dm.val_ground_truth()["images"]] == [1, 2, 3]

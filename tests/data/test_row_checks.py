@@ -58,14 +58,14 @@ def test_sixteen_bit_row_keeps_its_linear_scale():
     assert torch.equal(image[1], torch.from_numpy(expected))
 
 
-def test_clipping_and_iscrowd_pass_through():
+def test_boxes_partly_outside_and_iscrowd_pass_through():
     row = {
         "width": 64,
         "height": 48,
         "objects": {"bbox": [[-5.0, -5.0, 10.0, 10.0], [60.0, 40.0, 100.0, 100.0]], "category": [0, 79], "iscrowd": [0, 1]},
     }
     boxes, labels, iscrowd, counts = row_targets(row, (48, 64), NUM_CLASSES)
-    torch.testing.assert_close(boxes, torch.tensor([[0.0, 0.0, 10.0, 10.0], [60.0, 40.0, 64.0, 48.0]]))
+    torch.testing.assert_close(boxes, torch.tensor([[-5.0, -5.0, 10.0, 10.0], [60.0, 40.0, 100.0, 100.0]]))  # not clipped
     assert labels.tolist() == [1, 80] and iscrowd.tolist() == [False, True] and counts == {}
 
 
@@ -126,6 +126,17 @@ def test_rescale_tolerates_rounded_sides():
     boxes, _, _, counts = row_targets(row, (214, 320), NUM_CLASSES)
     torch.testing.assert_close(boxes, torch.tensor([[50.0, 50.0 * 214 / 427, 150.0, 250.0 * 214 / 427]]))
     assert counts == {kinds.SIZE_RESCALED: 1}
+
+
+def test_boxes_are_checked_in_their_stored_frame_then_scaled():
+    # Stored at 128 x 96, decoded at 64 x 48: outside means outside 128 (not 64); under 1 stored px is dropped.
+    row = {
+        "width": 128, "height": 96,
+        "objects": {"bbox": [[8.0, 12.0, 80.0, 60.0], [100.0, 8.0, 120.0, 40.0], [8.0, 8.0, 8.8, 40.0], [128.5, 8, 140, 20]], "category": [0] * 4},
+    }  # fmt: skip
+    boxes, _, _, counts = row_targets(row, (48, 64), NUM_CLASSES)
+    torch.testing.assert_close(boxes, torch.tensor([[4.0, 6.0, 40.0, 30.0], [50.0, 4.0, 60.0, 20.0]]))
+    assert counts == {kinds.SIZE_RESCALED: 1, kinds.DEGENERATE_BOX: 1, kinds.BOX_OUTSIDE_IMAGE: 1}
 
 
 def test_size_columns_that_are_not_numbers():

@@ -1,5 +1,6 @@
 """Opening a split: the Hub path is the local path on another filesystem; one-line errors."""
 
+import time
 import datasets
 import fsspec
 import pytest
@@ -101,3 +102,18 @@ def test_read_errors_are_retried_then_named_in_one_line(hub_folder, boxed_rows, 
     with pytest.raises(DataSourceError, match=r"000.parquet failed 4 times \(simulated read error 4\)") as error:
         open_split("detection-datasets/coco", "val", read_retries=3, retry_interval_s=0.0)
     assert "\n" not in str(error.value) and "data.read_retries" in str(error.value)
+
+
+def test_a_local_file_with_corrupt_pages_is_named_corrupt_at_once(hub_folder, boxed_rows):
+    """Footer intact, a page header garbled (pyarrow raises OSError, as a network read would):
+    on the local disk there is nothing to retry."""
+    folder = hub_folder(boxed_rows)
+    file = next((folder / "val").glob("*.parquet"))
+    data = bytearray(file.read_bytes())
+    data[8:72] = bytes(b ^ 0xFF for b in data[8:72])
+    file.write_bytes(bytes(data))
+    split = open_split(str(folder), "val", read_retries=20, retry_interval_s=5.0)  # the footer reads
+    tic = time.perf_counter()
+    with pytest.raises(DataSourceError, match=rf"{file.name} is corrupt or unreadable \(.*\); delete it or download it again") as error:
+        split.read_unit(0)
+    assert time.perf_counter() - tic < 2.0 and "\n" not in str(error.value)

@@ -19,11 +19,13 @@ def test_flip_moves_boxes_and_pixels():
     assert labels.tolist() == [3]
 
 
-def test_boxes_are_clipped_and_tiny_ones_dropped():
-    transform = DetectionTransform(build_resize("none", 0, 0, 0))
-    boxes = torch.tensor([[-5.0, -5.0, 20.0, 20.0], [10.0, 10.0, 10.5, 30.0], [90.0, 5.0, 120.0, 30.0]])
-    _, kept, labels = transform(torch.zeros(3, 40, 100, dtype=torch.uint8), boxes, torch.tensor([1, 2, 3]), flip=False)
-    torch.testing.assert_close(kept, torch.tensor([[0.0, 0.0, 20.0, 20.0], [90.0, 5.0, 100.0, 30.0]]))
+def test_boxes_partly_outside_are_resized_and_flipped_as_stored():
+    # Not clipped (as torchvision's detection transform): the metric scores the stored box.
+    transform = DetectionTransform(build_resize("keep_ratio", 20, 200, 0))
+    boxes = torch.tensor([[-5.0, -5.0, 20.0, 20.0], [90.0, 5.0, 120.0, 30.0]])
+    _, moved, labels = transform(torch.zeros(3, 40, 100, dtype=torch.uint8), boxes, torch.tensor([1, 3]), flip=True)
+    # x 0.5 (40 -> 20 rows), then x' = 50 - x.
+    torch.testing.assert_close(moved, torch.tensor([[40.0, -2.5, 52.5, 10.0], [-10.0, 2.5, 5.0, 15.0]]))
     assert labels.tolist() == [1, 3]
 
 

@@ -212,6 +212,19 @@ def test_gt_json_with_other_ids_is_one_line(shapes_checkpoint, tmp_path):
 # ------------------------------------------------------------------ errors
 
 
+@pytest.mark.slow
+def test_a_coco_folder_whose_instances_json_is_not_json_is_one_line(shapes_checkpoint, tmp_path):
+    (tmp_path / "data" / "val" / "images").mkdir(parents=True)
+    (tmp_path / "data" / "val" / "instances.json").write_text("{not json")
+    result = run_evaluate(
+        f"ckpt={shapes_checkpoint}", "data=coco_folder", f"data.path={tmp_path / 'data'}", "data.train_split=val",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"evaluate.py: {tmp_path / 'data' / 'val' / 'instances.json'} is not a JSON file")
+
+
 def test_command_line_error_is_one_line(tmp_path):
     result = run_evaluate(f"ckpt={tmp_path / 'missing.ckpt'}", f"hydra.run.dir={tmp_path / 'eval'}")
     assert result.returncode == 1

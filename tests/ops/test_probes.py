@@ -29,7 +29,19 @@ def test_host_sync_counter_ignores_fixed_shape_work():
         torch.where(x > 0, x, 0.0)
         torch.full((2,), 3)
         x[x.argsort()[:4]] = 1.0
+        x[x > 0] = 0.0  # masked_fill_, however the release dispatches it
+        sizes = torch.empty(2, dtype=torch.int64)
+        sizes[0], sizes[1] = x.shape[0], 7  # Python numbers reach the kernel as arguments
     assert syncs.total == 0
+
+
+def test_host_sync_counter_counts_mask_indexing_that_is_not_a_fill():
+    x = torch.arange(10.0) - 4.5  # five positive
+    mask = x > 0
+    with HostSyncCounter() as syncs:
+        x[mask] = torch.zeros(10)[mask]  # values shaped by the mask
+        x.index_put_((mask,), torch.tensor(1.0), accumulate=True)
+    assert syncs.by_kind == {"data-dependent": 3}
 
 
 def test_saved_bytes_counts_each_storage_once_and_skips_parameters():

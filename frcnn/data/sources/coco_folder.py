@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from frcnn.data.coco_problems import without_problems
-from frcnn.data.source import DataSource, Row, RowSource
+from frcnn.data.source import DataSource, DataSourceError, Row, RowSource
 
 
 class CocoFolder(DataSource):
@@ -65,7 +65,12 @@ class CocoFolderSplit(RowSource):
                     f"no {annotation_file} (nor a single annotations/*.json): data.path must hold {split}/instances.json"
                 )
             annotation_file = candidates[0]
-        coco = json.loads(annotation_file.read_text())
+        try:
+            coco = json.loads(annotation_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise DataSourceError(f"{annotation_file} is not a JSON file ({error}): fix or replace this COCO instances file") from None
+        if not isinstance(coco, dict) or not all(isinstance(coco.get(key), list) for key in ("images", "annotations", "categories")):
+            raise DataSourceError(f"{annotation_file} is not a COCO instances file: it needs the lists images, annotations, categories")
         self.image_dir = split_dir / "images"
         self.description, self.revision = f"data.path={root} ({split})", None
         coco, self.problems = without_problems(coco, self.image_dir, str(annotation_file))
