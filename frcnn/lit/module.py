@@ -130,8 +130,8 @@ class DetectionModule(pl.LightningModule):
         images, targets = batch
         if self.val_loss:
             preds, losses = self.model.detect_with_losses(images, targets, self._val_generator)
-            batch_losses = torch.stack([losses[name] for name in LOSS_NAMES] + [losses[LOSS_NAMES[0]].new_ones(())])
-            self._val_loss_sums += batch_losses * len(images)
+            self._val_loss_sums[:-1] += torch.stack([losses[name] for name in LOSS_NAMES]) * len(images)
+            self._val_loss_sums[-1] += len(images)
         else:
             preds = self.model(images)
         self.val_metric.update(
