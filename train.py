@@ -31,6 +31,7 @@ from frcnn import preflight
 from frcnn.data.schema import SchemaError
 from frcnn.data.source import DataSourceError
 from frcnn.lit import DetectionModule
+from frcnn.lit.divergence import DivergenceError
 from frcnn.lit.module import ConfigError
 
 log = logging.getLogger("train")
@@ -58,6 +59,9 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.get("cpu_threads"):
         torch.set_num_threads(cfg.cpu_threads)
     preflight.check_config(cfg)
+    with open_dict(cfg):  # null backbone norm / trainable_layers: what the weights call for, also in checkpoints
+        for key, value in preflight.resolve_backbone_training(cfg.model, cfg.get("require_weights", False)).items():
+            cfg.model.backbone[key] = value
     ckpt_path = resume_checkpoint(cfg)
 
     check_accelerator(cfg.trainer)
@@ -135,11 +139,12 @@ def announce_run(cfg: DictConfig, trainer: pl.Trainer) -> None:
 def main(cfg: DictConfig) -> float | None:
     try:
         return train(cfg)
-    except USER_ERRORS as error:
+    except (*USER_ERRORS, DivergenceError) as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         message = " ".join(str(error).split())
-        log.error("%s: %s (HYDRA_FULL_ERROR=1 for the traceback)", type(error).__name__, message)
+        if rank_zero_only.rank == 0 or not isinstance(error, DivergenceError):  # every rank stops at the same step
+            log.error("%s: %s (HYDRA_FULL_ERROR=1 for the traceback)", type(error).__name__, message)
         sys.exit(1)
 
 

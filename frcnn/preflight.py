@@ -5,6 +5,8 @@
   write (run folder, checkpoint folders, the data source's folder when its data is still to be made).
   (Parquet footers are the data source's own check, when it opens a split.)
 - `resolve_num_classes`: an explicit `model.num_classes` that conflicts with the data.
+- `resolve_backbone_training`: no pretrained weights where the recipe needs them (`require_weights`),
+  layers frozen at random weights (a warning), and the backbone's null `norm`/`trainable_layers`.
 - `check_resume_checkpoint`: `ckpt_path` is a checkpoint of this app whose weights fit the
   model built from this config (not random bytes, a bare state dict or a torchvision one).
 - `check_checkpoint_space`: each checkpoint folder has room for a checkpoint of the model built.
@@ -29,6 +31,7 @@ from omegaconf import DictConfig
 
 from frcnn.data.datamodule import build_source
 from frcnn.evaluation.checkpoint import CheckpointError, load_checkpoint
+from frcnn.modeling.backbone import pretrained_defaults
 
 log = logging.getLogger("train")
 
@@ -138,6 +141,38 @@ def resolve_num_classes(model_num_classes: int | None, data_num_classes: int, cl
             f"(background included): leave model.num_classes unset (null) to take the data's"
         )
     return data_num_classes
+
+
+def resolve_backbone_training(model_cfg: Mapping[str, Any], require_weights: bool = False) -> dict[str, Any]:
+    """`model.backbone.norm` and `trainable_layers` with nulls filled in by torchvision's rule
+    (`frcnn.modeling.backbone.pretrained_defaults`; the keys the backbone node has).
+
+    Stops when `require_weights` (the COCO recipes) and neither `model.backbone.weights` nor
+    `model.weights` is set; warns in one line when layers stay frozen at random weights.
+    """
+    backbone = model_cfg.get("backbone") or {}
+    pretrained = bool(backbone.get("weights") or model_cfg.get("weights"))
+    if require_weights and not pretrained:
+        raise PreflightError(
+            "this recipe trains from pretrained weights but model.backbone.weights and model.weights are null: "
+            "set model.backbone.weights=/path/to/resnet50-0676ba61.pth (torchvision's ImageNet V1 file; "
+            "model.backbone.weights=IMAGENET1K_V1 downloads it) or model.weights=<detector weights file>"
+        )
+    defaults = pretrained_defaults(pretrained)
+    resolved = {key: defaults[key] if backbone[key] is None else backbone[key] for key in defaults if key in backbone}
+    frozen = []
+    if resolved.get("trainable_layers", 5) < 5:
+        frozen.append(f"model.backbone.trainable_layers={resolved['trainable_layers']} freezes {5 - resolved['trainable_layers']} of the 5 stages (stem first)")
+    if resolved.get("norm") == "frozen_bn":
+        frozen.append("model.backbone.norm=frozen_bn freezes every batch norm")
+    if frozen and not pretrained:
+        log.warning(
+            "%s, but model.backbone.weights is null: they keep their random initial values for the whole run; "
+            "give ImageNet weights (model.backbone.weights=...) or train every layer "
+            "(model.backbone.trainable_layers=5 model.backbone.norm=bn)",
+            " and ".join(frozen),
+        )
+    return resolved
 
 
 def check_resume_checkpoint(path: str | Path, model: torch.nn.Module) -> None:

@@ -114,7 +114,7 @@ def test_multirun_two_jobs_in_separate_folders(tiny_overrides, tmp_path):
     [
         ("ckpt_path=/no/such/last.ckpt", "checkpoint not found: /no/such/last.ckpt"),
         ("trainer.accelerator=gpu", "MisconfigurationException"),
-        ("optimizer.lr=fast", "ConfigError: optimizer torch.optim.SGD(lr='fast'"),
+        ("optimizer.lr=fast", "ConfigError: optimizer frcnn.lit.optim.scaled_optimizer(lr='fast'"),
         ("model.backbone.out_channels=wide", "InstantiationException"),
         ("no_such_key=1", "Could not override 'no_such_key'"),
     ],

@@ -22,8 +22,8 @@ the official COCO protocol, :mod:`frcnn.evaluation.ground_truth`), not against t
 
 from __future__ import annotations
 
+import logging
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,9 +36,13 @@ from torch import Tensor
 
 from frcnn.evaluation import COCOEvaluator
 from frcnn.evaluation.inference import in_original_pixels
+from frcnn.lit.checkpointing import describe_last_checkpoint
+from frcnn.lit.divergence import NonFiniteSteps
+from frcnn.lit.monitoring import logs_this_step
 from frcnn.modeling.config import checkpoint_model_config
 from frcnn.modeling.faster_rcnn import LOSS_NAMES
 
+log = logging.getLogger("train")
 Batch = tuple[list[Tensor], list[dict[str, Tensor]]]
 VAL_METRIC_NAMES = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large", "mar_100")
 
@@ -49,12 +53,13 @@ class ConfigError(ValueError):
 
 class DetectionModule(pl.LightningModule):
     """Wraps the detector: four losses in training, COCO mAP in validation, the optimizer and
-    its schedule. What a run shows besides (speed, memory, pictures) and the per-rank random
-    state live in callbacks (`frcnn.lit.monitoring`, `frcnn.lit.rng_state`).
+    its schedule. A step with a non-finite loss is skipped and counted; too many in a row stop
+    the run (`frcnn.lit.divergence`). What a run shows besides (speed, memory, health, pictures)
+    and the per-rank random state live in callbacks (`frcnn.lit.monitoring`, `frcnn.lit.rng_state`).
 
     Args:
         cfg: the resolved training config as a plain dict (see the module docstring); this
-            module reads ``model``, ``optimizer``, ``scheduler`` and ``module``.
+            module reads ``model``, ``optimizer``, ``scheduler``, ``module`` and ``data.batch_size``.
         class_names: index = label, background first; names per-class AP and drawn boxes.
         label_to_category_id: label -> dataset category id, for the COCO evaluation.
     """
@@ -76,6 +81,7 @@ class DetectionModule(pl.LightningModule):
         self.cfg = cfg
         self.model = hydra.utils.instantiate(cfg["model"], _convert_="all")
         self.per_class_ap = bool(cfg.get("module", {}).get("per_class_ap", False))
+        self.nonfinite_steps = NonFiniteSteps(cfg.get("module", {}).get("max_nonfinite_steps", 10))
         self.val_metric = COCOEvaluator(label_to_category_id, class_metrics=self.per_class_ap)
 
     @classmethod
@@ -102,19 +108,30 @@ class DetectionModule(pl.LightningModule):
         # One host sync per step to decide the skip, agreed across ranks so that DDP never
         # waits for a backward that one rank dropped.
         finite = self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True)
-        if not finite:
-            values = ", ".join(f"{name}={value.item():.4g}" for name, value in losses.items())
-            warnings.warn(
-                f"non-finite loss at step {self.global_step} ({values}): step skipped", RuntimeWarning, stacklevel=1
-            )
-            return None
+        if finite:
+            self.nonfinite_steps.finite()
+        else:  # counted; at module.max_nonfinite_steps in a row, every rank raises DivergenceError here
+            values = {name: value.item() for name, value in losses.items()}
+            lr = self.optimizers().param_groups[0]["lr"]
+            self.nonfinite_steps.skip(self.global_step, values, lr, describe_last_checkpoint(self.trainer))
         batch_size = len(images)
+        if logs_this_step(self.trainer):  # a host-to-device copy: only at the logging interval
+            self.log("train/skipped_steps", float(self.nonfinite_steps.total), on_step=True, batch_size=batch_size)
+        if not finite:
+            return None
         self.log_dict(
             {f"train/{name}": losses[name].detach() for name in LOSS_NAMES}, on_step=True, batch_size=batch_size
         )
         self.log("train/loss", loss.detach(), on_step=True, prog_bar=True, batch_size=batch_size)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, batch_size=batch_size)
         return loss
+
+    def on_train_end(self) -> None:
+        if self.trainer.is_global_zero:
+            log.info(
+                "training ended at step %d; %d steps skipped for a non-finite loss",
+                self.global_step, self.nonfinite_steps.total,
+            )  # fmt: skip
 
     # -------------------------------------------------------------- validation
 
@@ -168,7 +185,7 @@ class DetectionModule(pl.LightningModule):
         total_steps = int(total_steps) if math.isfinite(total_steps) else None
         steps_per_epoch = self.cfg["scheduler"].get("steps_per_epoch") or self._steps_per_epoch(total_steps)
         try:
-            optimizer = hydra.utils.instantiate(self.cfg["optimizer"], _convert_="all")(params)
+            optimizer = hydra.utils.instantiate(self.cfg["optimizer"], _convert_="all")(params, total_batch=self._total_batch())
         except (TypeError, ValueError) as error:
             raise ConfigError(f"optimizer {_describe(self.cfg['optimizer'])}: {error}") from error
         try:
@@ -178,6 +195,11 @@ class DetectionModule(pl.LightningModule):
         except (TypeError, ValueError) as error:
             raise ConfigError(f"scheduler {_describe(self.cfg['scheduler'])}: {error}") from error
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _total_batch(self) -> int:
+        """Images per optimizer step: ``data.batch_size`` × devices × nodes × accumulated batches."""
+        trainer = self.trainer
+        return int(self.cfg["data"]["batch_size"]) * trainer.world_size * trainer.accumulate_grad_batches
 
     def _steps_per_epoch(self, total_steps: int | None) -> int | None:
         """Optimizer steps in one pass over the training data: from the loader's length (our

@@ -37,7 +37,7 @@ def test_hyperparameters_are_plain_containers(compose_train, tiny_overrides):
     assert module.hparams.label_to_category_id == [0, 7]
 
 
-def test_nonfinite_loss_skips_the_step(compose_train, tiny_overrides):
+def test_nonfinite_loss_skips_the_step(compose_train, tiny_overrides, caplog):
     module = _module(compose_train, tiny_overrides)
     module.model = NaNFirstDetector()
     image = torch.zeros(3, 8, 8, dtype=torch.uint8)
@@ -48,8 +48,10 @@ def test_nonfinite_loss_skips_the_step(compose_train, tiny_overrides):
         accelerator="cpu", max_epochs=1, max_steps=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False,
     )  # fmt: skip
-    with pytest.warns(RuntimeWarning, match="non-finite loss at step 0"):
+    with caplog.at_level("WARNING", logger="train"):
         trainer.fit(module, train_dataloaders=loader)
+    assert "non-finite loss at step 0 (rpn_cls=nan" in caplog.text
+    assert module.nonfinite_steps.total == 1
     weight = module.model.weight.detach()
     assert torch.isfinite(weight).all()
     assert weight.item() < 1.0, "the finite second step still trains"

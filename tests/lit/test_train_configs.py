@@ -44,7 +44,8 @@ def test_seed_demo_is_the_seed_recipe(compose_train):
     cfg = compose_train(["experiment=seed_demo"])
     assert (cfg.data.resize, cfg.data.square_size) == ("square", 400)
     assert (cfg.model.backbone.trainable_layers, cfg.model.backbone.grad_checkpointing) == (1, True)
-    assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.005, 0.9, 1e-4)
+    assert (cfg.optimizer.lr, cfg.optimizer.scale_lr) == (0.005, False)  # the notebook's rate at its batch
+    assert (cfg.optimizer.algorithm.momentum, cfg.optimizer.algorithm.weight_decay) == (0.9, 1e-4)
     assert (cfg.trainer.gradient_clip_val, cfg.trainer.precision) == (10.0, "16-mixed")
 
 
@@ -81,7 +82,7 @@ def test_data_option_instantiates(compose_train, tmp_path, data):
 def test_optimizer_and_scheduler_instantiate(compose_train, optimizer, scheduler):
     cfg = compose_train([f"optimizer={optimizer}", f"scheduler={scheduler}"])
     params = [torch.nn.Parameter(torch.zeros(2))]
-    optim = hydra.utils.instantiate(cfg.optimizer, _convert_="all")(params)
+    optim = hydra.utils.instantiate(cfg.optimizer, _convert_="all")(params, total_batch=cfg.optimizer.reference_batch)
     assert optim.param_groups[0]["lr"] == cfg.optimizer.lr
     schedule = hydra.utils.instantiate(cfg.scheduler, _convert_="all")(optim, steps_per_epoch=100, total_steps=1200)
     assert schedule.get_last_lr()[0] == pytest.approx(cfg.optimizer.lr * cfg.scheduler.warmup_factor)
@@ -89,7 +90,8 @@ def test_optimizer_and_scheduler_instantiate(compose_train, optimizer, scheduler
 
 def test_sgd_defaults_are_torchvisions(compose_train):
     cfg = compose_train([])
-    assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.02, 0.9, 1e-4)
+    assert (cfg.optimizer.lr, cfg.optimizer.reference_batch, cfg.optimizer.scale_lr) == (0.02, 16, True)
+    assert (cfg.optimizer.algorithm.momentum, cfg.optimizer.algorithm.weight_decay) == (0.9, 1e-4)
     assert (cfg.scheduler.warmup_steps, list(cfg.scheduler.milestones), cfg.scheduler.gamma) == (500, [8, 11], 0.1)
     assert cfg.trainer.gradient_clip_val == 10.0
 

@@ -36,14 +36,18 @@ def _shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
     return {key: tuple(value.shape) for key, value in model.state_dict().items()}
 
 
+# What train.py fills in for the null backbone options of a run from ImageNet weights (as old checkpoints were).
+PRETRAINED = ["model.num_classes=5", "model.backbone.norm=frozen_bn", "model.backbone.trainable_layers=3"]
+
+
 def test_old_flat_config_translates_to_the_composed_tree(compose_train):
-    composed = OmegaConf.to_container(compose_train(["model.num_classes=5"]).model, resolve=True)
+    composed = OmegaConf.to_container(compose_train(PRETRAINED).model, resolve=True)
     assert checkpoint_model_config(OLD_FLAT_MODEL) == checkpoint_model_config(composed)
 
 
 def test_old_flat_config_builds_the_same_model(compose_train):
     old = hydra.utils.instantiate(checkpoint_model_config(OLD_FLAT_MODEL), _convert_="all")
-    new = hydra.utils.instantiate(compose_train(["model.num_classes=5"]).model, _convert_="all")
+    new = hydra.utils.instantiate(compose_train(PRETRAINED).model, _convert_="all")
     assert isinstance(old, FasterRCNN) and _shapes(old) == _shapes(new)
     assert old.roi_heads.sampler.batch_size_per_image == 512 and old.rpn.post_nms_top_n == {"train": 2000, "test": 1000}
 
