@@ -180,3 +180,45 @@ def test_train_py_stops_in_one_line(tiny_overrides, tmp_path, override, message)
     assert result.returncode == 1, output[-2000:]
     assert message in output, output[-2000:]
     assert "Traceback" not in output and len([line for line in output.splitlines() if "Error" in line]) == 1
+
+
+def test_frozen_layers_need_weights(compose_train, caplog):
+    """The offline demo trains every layer and says nothing; frozen random layers warn in one line;
+    the COCO recipes refuse to start without weights."""
+    from frcnn.preflight import resolve_backbone_training
+
+    def resolve(overrides: list[str]) -> dict:
+        cfg = compose_train(overrides)
+        return resolve_backbone_training(cfg.model, cfg.require_weights)
+
+    with caplog.at_level("WARNING", logger="train"):
+        assert resolve(["data=shapes"]) == {"norm": "bn", "trainable_layers": 5}
+    assert caplog.text == ""
+
+    with caplog.at_level("WARNING", logger="train"):
+        assert resolve(["data=shapes", "model.backbone.trainable_layers=3"]) == {"norm": "bn", "trainable_layers": 3}
+    (line,) = caplog.text.splitlines()
+    assert "model.backbone.trainable_layers=3 freezes 2 of the 5 stages" in line and "model.backbone.weights is null" in line
+    caplog.clear()
+
+    weights = ["model.backbone.weights=/weights/resnet50.pth"]
+    with caplog.at_level("WARNING", logger="train"):
+        assert resolve(weights) == {"norm": "frozen_bn", "trainable_layers": 3}  # torchvision's fine-tuning default
+    assert caplog.text == ""
+
+    for experiment in ("coco_26ep", "coco_1x"):
+        with pytest.raises(PreflightError, match=r"model.backbone.weights and model.weights are null: set model.backbone.weights="):
+            resolve([f"experiment={experiment}"])
+        assert resolve([f"experiment={experiment}", *weights]) == {"norm": "frozen_bn", "trainable_layers": 3}
+        assert resolve([f"experiment={experiment}", "+model.weights=/weights/detector.pt"])["trainable_layers"] == 3
+
+
+def test_train_fills_in_the_backbone_options(compose_train, tiny_overrides, tmp_path):
+    """What the nulls became is what the checkpoint holds, so that it rebuilds without the weights file."""
+    from train import train
+
+    train(compose_train([*tiny_overrides, "trainer.max_steps=1", "callbacks.model_checkpoint=null"]))
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    backbone = checkpoint["hyper_parameters"]["cfg"]["model"]["backbone"]
+    assert (backbone["norm"], backbone["trainable_layers"]) == ("bn", 5)
+    assert "model.body.bn1.num_batches_tracked" in checkpoint["state_dict"], "plain BatchNorm: every layer trains"

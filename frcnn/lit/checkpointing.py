@@ -69,16 +69,12 @@ class LastCheckpoint(Callback):
         self.saved_step = trainer.global_step
 
 
-def last_checkpoint(trainer: pl.Trainer) -> LastCheckpoint | None:
-    """The trainer's `LastCheckpoint` callback whose file exists (what a run resumes from), if any."""
-    return next((cb for cb in trainer.callbacks if isinstance(cb, LastCheckpoint) and cb.path.is_file()), None)
-
-
 def describe_last_checkpoint(trainer: pl.Trainer) -> str:
-    """`last.ckpt`'s path, its step and the command that resumes from it, or that none was written."""
-    callback = last_checkpoint(trainer)
+    """`last.ckpt` (what a run resumes from): its path, its step and the command that resumes
+    from it; "" when none was written."""
+    callback = next((cb for cb in trainer.callbacks if isinstance(cb, LastCheckpoint) and cb.path.is_file()), None)
     if callback is None:
-        return "none"
+        return ""
     step = f"step {callback.saved_step}" if callback.saved_step is not None else "written before this run resumed"
     return f"{callback.path} ({step}; python train.py ckpt_path={callback.path})"
 

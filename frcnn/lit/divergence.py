@@ -47,7 +47,7 @@ class NonFiniteSteps:
 
         Args:
             losses: the step's losses by name; lr: its learning rate.
-            checkpoint_before: the last checkpoint written, in words (kept from the first skip of a run).
+            checkpoint_before: the last checkpoint written, in words, "" if none (kept from the first skip of a run).
         """
         if self.consecutive == 0:
             self._first_step, self._checkpoint_before = step, checkpoint_before
@@ -60,11 +60,15 @@ class NonFiniteSteps:
                 step, values, self.consecutive, self.max_consecutive,
             )  # fmt: skip
             return
+        restart = (
+            f"resume from the last checkpoint written before them, {self._checkpoint_before}"
+            if self._checkpoint_before
+            else "start again (no checkpoint was written before them)"
+        )
         raise DivergenceError(
             f"training diverged: the loss was not finite for {self.consecutive} steps in a row (steps "
-            f"{self._first_step}-{step}; at step {step}: {values}; learning rate {lr:.4g}); last checkpoint written "
-            f"before them: {self._checkpoint_before}; try a lower optimizer.lr, a longer scheduler.warmup_steps or "
-            "gradient clipping (trainer.gradient_clip_val), and resume from that checkpoint"
+            f"{self._first_step}-{step}; at step {step}: {values}; learning rate {lr:.4g}); try a lower optimizer.lr, "
+            f"a longer scheduler.warmup_steps or gradient clipping (trainer.gradient_clip_val), and {restart}"
         )
 
 

@@ -18,7 +18,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 
-from frcnn.lit.checkpointing import describe_last_checkpoint, last_checkpoint
+from frcnn.lit.checkpointing import describe_last_checkpoint
 from frcnn.lit.divergence import DivergenceError
 
 log = logging.getLogger("train")
@@ -70,9 +70,10 @@ class RescueCheckpoint(Callback):
 
 def _last_complete_checkpoint(trainer: pl.Trainer) -> str:
     """Where a multi-process run resumes from, in words."""
-    if last_checkpoint(trainer) is None:
+    checkpoint = describe_last_checkpoint(trainer)
+    if not checkpoint:
         return "a multi-process run saves no state on failure, and no checkpoint was written before it"
-    return f"a multi-process run saves no state on failure: resume from {describe_last_checkpoint(trainer)}"
+    return f"a multi-process run saves no state on failure: resume from {checkpoint}"
 
 
 def _stop_other_ranks(trainer: pl.Trainer) -> None:
