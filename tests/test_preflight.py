@@ -212,13 +212,3 @@ def test_frozen_layers_need_weights(compose_train, caplog):
         assert resolve([f"experiment={experiment}", *weights]) == {"norm": "frozen_bn", "trainable_layers": 3}
         assert resolve([f"experiment={experiment}", "+model.weights=/weights/detector.pt"])["trainable_layers"] == 3
 
-
-def test_train_fills_in_the_backbone_options(compose_train, tiny_overrides, tmp_path):
-    """What the nulls became is what the checkpoint holds, so that it rebuilds without the weights file."""
-    from train import train
-
-    train(compose_train([*tiny_overrides, "trainer.max_steps=1", "callbacks.model_checkpoint=null"]))
-    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    backbone = checkpoint["hyper_parameters"]["cfg"]["model"]["backbone"]
-    assert (backbone["norm"], backbone["trainable_layers"]) == ("bn", 5)
-    assert "model.body.bn1.num_batches_tracked" in checkpoint["state_dict"], "plain BatchNorm: every layer trains"

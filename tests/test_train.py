@@ -42,23 +42,34 @@ def test_fast_dev_run(compose_train, tiny_overrides):
     train(cfg)
 
 
-def test_five_step_run_writes_checkpoint_and_events(compose_train, tiny_overrides, tmp_path):
+def test_five_step_run_writes_checkpoint_and_events(compose_train, tiny_overrides, tmp_path, caplog):
     cfg = compose_train([*tiny_overrides, "trainer.max_steps=3"])
-    metric = train(cfg)
+    with caplog.at_level("INFO", logger="train"):
+        metric = train(cfg)
     assert isinstance(metric, float)
+    # optimizer.lr is the rate for 16 images per step; this run takes 2.
+    assert "learning rate 0.0025 = optimizer.lr 0.02 x total batch 2 / optimizer.reference_batch 16" in caplog.text
+    assert "training ended at step 3; 0 steps skipped for a non-finite loss" in caplog.text
 
     checkpoint_path = tmp_path / "run" / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     assert checkpoint["global_step"] == 3
+    assert checkpoint["optimizer_states"][0]["param_groups"][0]["initial_lr"] == pytest.approx(0.0025)
     hparams = checkpoint["hyper_parameters"]
     assert type(hparams["cfg"]) is dict and hparams["cfg"]["model"]["num_classes"] == 81
     assert hparams["class_names"][0] == "background"
+    # No weights: train.py filled in torchvision's rule (every layer trains), so the checkpoint rebuilds without them.
+    assert (hparams["cfg"]["model"]["backbone"]["norm"], hparams["cfg"]["model"]["backbone"]["trainable_layers"]) == ("bn", 5)
     assert checkpoint["DetectionDataModule"], "the data stream's position is saved"
 
     events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
     events.Reload()
     scalars = set(events.Tags()["scalars"])
     assert {*LOSSES, "train/lr", "val/map", "val/map_50", "val/mar_100"} <= scalars
+    health = ["train/skipped_steps", "train/grad_norm", "train/rpn_positive_anchors", "train/roi_foreground_samples"]
+    assert set(health) <= scalars
+    assert [event.value for event in events.Scalars("train/skipped_steps")] == [0, 0, 0]
+    assert all(event.value > 0 for name in health[1:] for event in events.Scalars(name)), "objects are sampled"
     assert [event.step for event in events.Scalars("train/loss")] == [0, 1, 2]
     assert len(events.Tags()["images"]) == 2, "validation images with boxes: data.val_limit=2"
 
