@@ -210,5 +210,5 @@ def test_frozen_layers_need_weights(compose_train, caplog):
         with pytest.raises(PreflightError, match=r"model.backbone.weights and model.weights are null: set model.backbone.weights="):
             resolve([f"experiment={experiment}"])
         assert resolve([f"experiment={experiment}", *weights]) == {"norm": "frozen_bn", "trainable_layers": 3}
-        assert resolve([f"experiment={experiment}", "+model.weights=/weights/detector.pt"])["trainable_layers"] == 3
+        assert resolve([f"experiment={experiment}", "++model.weights=/weights/detector.pt"])["trainable_layers"] == 3
 
