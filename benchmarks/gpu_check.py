@@ -22,9 +22,8 @@ import time
 from pathlib import Path
 
 import torch
-import torchvision
 
-from model_vs_torchvision import inference, make_batch, make_models, peak_memory, timed_rounds, train_step
+from model_vs_torchvision import inference, make_batch, make_models, peak_memory, print_table, timed_rounds, train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 # train.py's end-of-run line (frcnn.lit.module.DetectionModule.on_train_end).
@@ -87,14 +86,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as workdir:
         rows.append(shapes_run(device, precision, args.steps, Path(workdir)))
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(
-        f"device: {name}; torch {torch.__version__}, torchvision {torchvision.__version__}; images resized to "
-        f"{args.size} px (max {args.size * 5 // 3}); medians of {args.repeats} rounds after one warm-up round"
-    )
-    print("| measure | torchvision | frcnn | frcnn vs torchvision |\n|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print_table(device, f"images resized to {args.size} px (max {args.size * 5 // 3}); medians of {args.repeats} rounds after one warm-up round", rows)
     return 0 if rows[-1][-1] == "ok" else 1
 
 

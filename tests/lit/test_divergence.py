@@ -7,10 +7,9 @@ import math
 import lightning.pytorch as pl
 import pytest
 import torch
-from torch import nn
 
 from frcnn.lit.divergence import DivergenceError, NonFiniteSteps
-from test_lit_module import _module
+from test_lit_module import NaNDetector, _module
 
 
 def test_counts_and_stops_at_the_limit(caplog):
@@ -33,23 +32,9 @@ def test_counts_and_stops_at_the_limit(caplog):
         NonFiniteSteps(0)
 
 
-class NaNAfterFirstDetector(nn.Module):
-    """Stands in for FasterRCNN: four losses from one weight, NaN from the second call on."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(1))
-        self.calls = 0
-
-    def forward(self, images, targets=None):
-        self.calls += 1
-        loss = (self.weight * (1.0 if self.calls == 1 else math.nan)).sum()
-        return {"rpn_cls": loss, "rpn_box": loss, "roi_cls": loss, "roi_box": loss}
-
-
 def test_a_run_of_nonfinite_steps_stops_fit(compose_train, tiny_overrides):
     module = _module(compose_train, [*tiny_overrides, "module.max_nonfinite_steps=3"])
-    module.model = NaNAfterFirstDetector()
+    module.model = NaNDetector(nan_calls=range(2, 100))  # finite first, then NaN
     image = torch.zeros(3, 8, 8, dtype=torch.uint8)
     target = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
     loader = torch.utils.data.DataLoader([([image], [target])] * 10, batch_size=None, collate_fn=lambda batch: batch)

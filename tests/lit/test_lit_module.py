@@ -10,17 +10,18 @@ from frcnn.lit import DetectionModule
 from frcnn.evaluation.inference import in_original_pixels
 
 
-class NaNFirstDetector(nn.Module):
-    """Stands in for FasterRCNN: four losses from one weight, NaN on the first call."""
+class NaNDetector(nn.Module):
+    """Stands in for FasterRCNN: four losses from one weight, NaN on the calls (from 1) in ``nan_calls``."""
 
-    def __init__(self) -> None:
+    def __init__(self, nan_calls) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(1))
         self.calls = 0
+        self.nan_calls = nan_calls
 
     def forward(self, images, targets=None):
         self.calls += 1
-        scale = math.nan if self.calls == 1 else 1.0
+        scale = math.nan if self.calls in self.nan_calls else 1.0
         loss = (self.weight * scale).sum()
         return {"rpn_cls": loss, "rpn_box": loss, "roi_cls": loss, "roi_box": loss}
 
@@ -39,7 +40,7 @@ def test_hyperparameters_are_plain_containers(compose_train, tiny_overrides):
 
 def test_nonfinite_loss_skips_the_step(compose_train, tiny_overrides, caplog):
     module = _module(compose_train, tiny_overrides)
-    module.model = NaNFirstDetector()
+    module.model = NaNDetector(nan_calls={1})
     image = torch.zeros(3, 8, 8, dtype=torch.uint8)
     target = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
     batches = [([image], [target])] * 2
