@@ -73,6 +73,7 @@ def train(cfg: DictConfig) -> float | None:
     # The run's config without Hydra's own node (present when composed by tests), resolved.
     module_cfg = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]), resolve=True)
     module = DetectionModule(module_cfg, datamodule.class_names, datamodule.label_to_category_id)
+    preflight.check_frozen_layers(cfg.model, module.model.backbone)
     if ckpt_path is not None:
         preflight.check_resume_checkpoint(ckpt_path, module.model)
     preflight.check_checkpoint_space(cfg, module.model)

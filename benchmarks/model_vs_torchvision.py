@@ -7,11 +7,15 @@ Rows: training step (forward + backward) and inference time, bytes saved for bac
 Both models are torchvision's ``fasterrcnn_resnet50_fpn`` configuration as trained from
 ImageNet weights (FrozenBN, layer2-layer4 trainable), with the same random weights
 (torchvision's init, converted by ``frcnn.convert``), on the same float images of COCO-like
-shapes, resized to ``--size``. Timed runs alternate between the models (ABBA), the first
+shapes, resized to ``--size``. ``--model frcnn_mobilenet_v3_large_320_fpn`` (or ``_fpn``)
+compares torchvision's ``fasterrcnn_mobilenet_v3_large_320_fpn`` as its builder makes it
+without weights (BatchNorm2d, every layer trainable: training from scratch) with ours built
+from ``conf/model/<model>.yaml`` with ``norm=bn trainable_layers=6``. Timed runs alternate between the models (ABBA), the first
 round is dropped; times are medians, speed-ups the median of the rounds' ratios. Runs on
 CUDA when present, else on the CPU.
 
     OMP_NUM_THREADS=1 python benchmarks/model_vs_torchvision.py --size 400 --images 2 --repeats 5
+    OMP_NUM_THREADS=1 python benchmarks/model_vs_torchvision.py --model frcnn_mobilenet_v3_large_320_fpn --size 320
     python benchmarks/model_vs_torchvision.py --size 800 --images 4 --repeats 20   # on a GPU
 """
 
@@ -22,10 +26,14 @@ import contextlib
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+import hydra
 import torch
 import torchvision
+from hydra import compose, initialize_config_dir
 from torchvision.models.detection import FasterRCNN as TorchvisionFasterRCNN
+from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn, fasterrcnn_mobilenet_v3_large_fpn
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.ops import FrozenBatchNorm2d
 
@@ -34,14 +42,34 @@ from frcnn.modeling import FasterRCNN
 from frcnn.ops.probes import HostSyncCounter, SavedTensorBytes
 
 COCO_LIKE_SHAPES = ((480, 640), (427, 640), (640, 480), (612, 612), (375, 500), (640, 427), (500, 375), (480, 640))
+MOBILENET_BUILDERS = {
+    "frcnn_mobilenet_v3_large_fpn": fasterrcnn_mobilenet_v3_large_fpn,
+    "frcnn_mobilenet_v3_large_320_fpn": fasterrcnn_mobilenet_v3_large_320_fpn,
+}
 
 
-def make_models(size: int, device: torch.device) -> dict[str, torch.nn.Module]:
+def make_models(size: int, device: torch.device, model: str = "frcnn_r50_fpn") -> dict[str, torch.nn.Module]:
+    if model in MOBILENET_BUILDERS:
+        reference = MOBILENET_BUILDERS[model](weights=None, weights_backbone=None, num_classes=91, min_size=size, max_size=size * 5 // 3)
+        ours = _from_conf(
+            model,
+            ["model.num_classes=91", "model.backbone.norm=bn", "model.backbone.trainable_layers=6", "model.transform.resize=true",
+             f"model.transform.min_size={size}", f"model.transform.max_size={size * 5 // 3}"],
+        )
+        ours.load_state_dict(from_torchvision(reference.state_dict()), strict=True)
+        return {"torchvision": reference.to(device), "frcnn": ours.to(device)}
     backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=FrozenBatchNorm2d, trainable_layers=3)
     reference = TorchvisionFasterRCNN(backbone, num_classes=91, min_size=size, max_size=size * 5 // 3)
     ours = FasterRCNN.r50_fpn(num_classes=91, min_size=size, max_size=size * 5 // 3)
     ours.load_state_dict(from_torchvision(reference.state_dict()), strict=True)
     return {"torchvision": reference.to(device), "frcnn": ours.to(device)}
+
+
+def _from_conf(model: str, overrides: list[str]) -> torch.nn.Module:
+    conf_dir = Path(__file__).resolve().parents[1] / "conf"
+    with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir)):
+        cfg = compose(config_name="train", overrides=[f"model={model}", *overrides])
+    return hydra.utils.instantiate(cfg.model, _convert_="all")
 
 
 def make_batch(num_images: int, device: torch.device) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
@@ -127,6 +155,7 @@ def host_syncs(model, run, batch, device) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--model", default="frcnn_r50_fpn", choices=["frcnn_r50_fpn", *MOBILENET_BUILDERS])
     parser.add_argument("--size", type=int, default=None, help="shorter side after resizing (400 on CPU, 800 on CUDA)")
     parser.add_argument("--images", type=int, default=2, help="images per batch")
     parser.add_argument("--repeats", type=int, default=5)
@@ -135,7 +164,7 @@ def main() -> None:
     device = torch.device(args.device)
     size = args.size or (800 if device.type == "cuda" else 400)
     torch.manual_seed(0)
-    models = make_models(size, device)
+    models = make_models(size, device, args.model)
     batch = make_batch(args.images, device)
     rows: list[tuple[str, str, str, str]] = []
 
@@ -166,7 +195,7 @@ def main() -> None:
                     f"{peak['frcnn'] / peak['torchvision']:.2f}×",
                 ))
 
-    small = make_models(args.memory_size, device)
+    small = make_models(args.memory_size, device, args.model)
     small_batch = make_batch(2, device)
     autocast_precision = "16-mixed" if device.type == "cuda" else "bf16-mixed"
     for precision in ("fp32", autocast_precision):
@@ -181,7 +210,7 @@ def main() -> None:
         syncs = {name: host_syncs(model, run, batch, device) for name, model in models.items()}
         rows.append((label, str(syncs["torchvision"]), str(syncs["frcnn"]), f"{syncs['frcnn'] / syncs['torchvision']:.2f}×"))
 
-    setting = f"{args.images} images resized to {size} px (max {size * 5 // 3}); medians of {args.repeats} after one warm-up round"
+    setting = f"{args.model}; {args.images} images resized to {size} px (max {size * 5 // 3}); medians of {args.repeats} after one warm-up round"
     print_table(device, setting, rows)
 
 

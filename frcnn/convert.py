@@ -1,4 +1,6 @@
-"""Convert state dicts between torchvision's ``FasterRCNN`` (R50-FPN v1) and ours.
+"""Convert state dicts between torchvision's ``FasterRCNN`` and ours: R50-FPN v1
+(``fasterrcnn_resnet50_fpn``) and MobileNetV3-Large FPN (``fasterrcnn_mobilenet_v3_large_fpn``,
+``fasterrcnn_mobilenet_v3_large_320_fpn``; build ours with ``model=frcnn_mobilenet_v3_large_fpn``).
 
 Only the FPN and RPN-head parameter names differ; the backbone body and the box head
 use torchvision's names already. Both directions are lossless.
@@ -12,6 +14,7 @@ Command line::
     python -m frcnn.convert fasterrcnn_resnet50_fpn_coco.pth frcnn_coco.pt          # torchvision → ours
     python -m frcnn.convert --coco-to-80 fasterrcnn_resnet50_fpn_coco.pth frcnn_coco80.pt
     python -m frcnn.convert --to-torchvision frcnn_coco.pt fasterrcnn_resnet50_fpn.pth
+    python -m frcnn.convert --coco-to-80 fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth frcnn_mobilenet_coco80.pt
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ def _rename(state_dict: dict[str, Tensor], renames: tuple[tuple[str, str], ...])
 
 
 def from_torchvision(state_dict: dict[str, Tensor], coco_to_80: bool = False) -> dict[str, Tensor]:
-    """torchvision ``FasterRCNN`` R50-FPN state dict → ``frcnn.modeling.FasterRCNN`` state dict.
+    """torchvision ``FasterRCNN`` state dict (R50-FPN or MobileNetV3-Large FPN) → ``frcnn.modeling.FasterRCNN`` state dict.
 
     ``coco_to_80``: select the predictor rows of the 80 COCO categories (plus background)
     from torchvision's 91 category-id outputs.
@@ -75,7 +78,7 @@ def from_torchvision(state_dict: dict[str, Tensor], coco_to_80: bool = False) ->
 
 
 def to_torchvision(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-    """``frcnn.modeling.FasterRCNN`` state dict → torchvision ``FasterRCNN`` R50-FPN state dict."""
+    """``frcnn.modeling.FasterRCNN`` state dict → torchvision ``FasterRCNN`` state dict (same architecture)."""
     return _rename(state_dict, _INVERSE)
 
 

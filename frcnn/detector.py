@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from frcnn.convert import COCO_CATEGORY_IDS
 from frcnn.data.coco_classes import COCO_CLASSES
 from frcnn.data.image_files import ImageInput, load_image
-from frcnn.data.transforms import build_resize
+from frcnn.data.transforms import build_resize, inference_min_size
 from frcnn.evaluation.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint
 from frcnn.evaluation.visualize import draw_detections, draw_proposals
 from frcnn.modeling.config import checkpoint_model_config, r50_fpn_config
@@ -174,6 +174,7 @@ class Detector:
             resize_cfg = {key: data_cfg.get("resize" if key == "mode" else key, value) for key, value in _BARE_RESIZE.items()}
             class_names = checkpoint.class_names or ["background", *map(str, range(1, num_classes))]
             label_to_category_id = checkpoint.label_to_category_id
+        resize_cfg["min_size"] = inference_min_size(resize_cfg["min_size"])  # a multi-scale run's list: its last
         resize_cfg.update({key: value for key, value in (("min_size", min_size), ("max_size", max_size)) if value})
         if isinstance(amp_dtype, str):
             amp_dtype = getattr(torch, amp_dtype)

@@ -6,7 +6,8 @@
   (Parquet footers are the data source's own check, when it opens a split.)
 - `resolve_num_classes`: an explicit `model.num_classes` that conflicts with the data.
 - `resolve_backbone_training`: no pretrained weights where the recipe needs them (`require_weights`),
-  layers frozen at random weights (a warning), and the backbone's null `norm`/`trainable_layers`.
+  and the backbone's null `norm`/`trainable_layers`; `check_frozen_layers`: backbone layers
+  frozen at random weights (a warning in one line).
 - `check_resume_checkpoint`: `ckpt_path` is a checkpoint of this app whose weights fit the
   model built from this config (not random bytes, a bare state dict or a torchvision one).
 - `check_checkpoint_space`: each checkpoint folder has room for a checkpoint of the model built.
@@ -20,7 +21,7 @@ import logging
 import shutil
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from omegaconf import DictConfig
 from frcnn.data.datamodule import build_source
 from frcnn.evaluation.checkpoint import CheckpointError, load_checkpoint
 from frcnn.modeling.backbone import pretrained_defaults
+from frcnn.modeling.norm import FrozenBatchNorm2d
 
 log = logging.getLogger("train")
 
@@ -84,9 +86,12 @@ def check_data(data: Mapping[str, Any]) -> None:
     _whole(data, "num_workers", 0, "loader processes per device; 0 loads in the training process")
     resize = data.get("resize", "keep_ratio")
     if resize == "keep_ratio":
-        _whole(data, "min_size", 1, "the short side in pixels after resizing")
+        sizes = data.get("min_size")
+        sizes = list(sizes) if isinstance(sizes, Sequence) and not isinstance(sizes, str) and len(sizes) else [sizes]
+        for size in sizes:  # a list: one short side per training image, drawn (validation: the last)
+            _whole({"min_size": size}, "min_size", 1, "the short side in pixels after resizing")
         _whole(data, "max_size", 1, "the cap on the long side in pixels")
-        if data["max_size"] <= data["min_size"]:
+        if data["max_size"] <= max(sizes):
             raise PreflightError(
                 f"data.max_size={data['max_size']} is not above data.min_size={data['min_size']}: "
                 "set data.max_size > data.min_size (e.g. 1333 for 800)"
@@ -144,14 +149,14 @@ def resolve_num_classes(model_num_classes: int | None, data_num_classes: int, cl
 
 
 def resolve_backbone_training(model_cfg: Mapping[str, Any], require_weights: bool = False) -> dict[str, Any]:
-    """`model.backbone.norm` and `trainable_layers` with nulls filled in by torchvision's rule
-    (`frcnn.modeling.backbone.pretrained_defaults`; the keys the backbone node has).
+    """The backbone's null `norm` and `trainable_layers` filled in by torchvision's rule
+    (`frcnn.modeling.backbone.pretrained_defaults`), for `train.py` to set before the model is built.
 
     Stops when `require_weights` (the COCO recipes) and neither `model.backbone.weights` nor
-    `model.weights` is set; warns in one line when layers stay frozen at random weights.
+    `model.weights` is set.
     """
     backbone = model_cfg.get("backbone") or {}
-    pretrained = bool(backbone.get("weights") or model_cfg.get("weights"))
+    pretrained = has_pretrained_weights(model_cfg)
     if require_weights and not pretrained:
         raise PreflightError(
             "this recipe trains from pretrained weights but model.backbone.weights and model.weights are null: "
@@ -159,20 +164,30 @@ def resolve_backbone_training(model_cfg: Mapping[str, Any], require_weights: boo
             "model.backbone.weights=IMAGENET1K_V1 downloads it) or model.weights=<detector weights file>"
         )
     defaults = pretrained_defaults(pretrained)
-    resolved = {key: defaults[key] if backbone[key] is None else backbone[key] for key in defaults if key in backbone}
-    frozen = []
-    if resolved.get("trainable_layers", 5) < 5:
-        frozen.append(f"model.backbone.trainable_layers={resolved['trainable_layers']} freezes {5 - resolved['trainable_layers']} of the 5 stages (stem first)")
-    if resolved.get("norm") == "frozen_bn":
-        frozen.append("model.backbone.norm=frozen_bn freezes every batch norm")
-    if frozen and not pretrained:
+    return {key: value for key, value in defaults.items() if key in backbone and backbone[key] is None}
+
+
+def has_pretrained_weights(model_cfg: Mapping[str, Any]) -> bool:
+    """Whether the run starts from ImageNet backbone weights or from whole-detector weights."""
+    return bool((model_cfg.get("backbone") or {}).get("weights") or model_cfg.get("weights"))
+
+
+def check_frozen_layers(model_cfg: Mapping[str, Any], backbone: torch.nn.Module) -> None:
+    """Warn in one line when `backbone` (as built) freezes layers that no weights initialise:
+    they would keep their random values for the whole run."""
+    if has_pretrained_weights(model_cfg):
+        return
+    frozen_weights = sum(not parameter.requires_grad for parameter in backbone.parameters())
+    frozen_norms = sum(isinstance(module, FrozenBatchNorm2d) for module in backbone.modules())
+    if frozen_weights or frozen_norms:
+        node = model_cfg["backbone"]
         log.warning(
-            "%s, but model.backbone.weights is null: they keep their random initial values for the whole run; "
-            "give ImageNet weights (model.backbone.weights=...) or train every layer "
-            "(model.backbone.trainable_layers=5 model.backbone.norm=bn)",
-            " and ".join(frozen),
-        )
-    return resolved
+            "model.backbone.trainable_layers=%s and model.backbone.norm=%s freeze %d weight tensors and %d batch norms "
+            "of the backbone, but model.backbone.weights is null: they keep their random initial values for the whole "
+            "run; give ImageNet weights (model.backbone.weights=...) or train every layer (model.backbone.trainable_layers "
+            "and model.backbone.norm left null, or set to the backbone's maximum and bn)",
+            node.get("trainable_layers"), node.get("norm"), frozen_weights, frozen_norms,
+        )  # fmt: skip
 
 
 def check_resume_checkpoint(path: str | Path, model: torch.nn.Module) -> None:

@@ -35,6 +35,9 @@ DATA = {"batch_size": 2, "num_workers": 0, "resize": "keep_ratio", "min_size": 8
         ({"num_workers": -1}, "data.num_workers=-1: must be a whole number >= 0"),
         ({"min_size": 0}, "data.min_size=0: must be a whole number >= 1"),
         ({"max_size": 800}, "data.max_size=800 is not above data.min_size=800"),
+        ({"min_size": [640, 0]}, "data.min_size=0: must be a whole number >= 1"),
+        ({"min_size": []}, r"data.min_size=\[\]: must be a whole number >= 1"),
+        ({"min_size": [640, 1400]}, r"data.max_size=1333 is not above data.min_size=\[640, 1400\]"),
         ({"resize": "square", "square_size": 0}, "data.square_size=0: must be a whole number >= 1"),
         ({"max_pixels": 0}, "data.max_pixels=0"),
         ({"max_skip_fraction": 2}, "data.max_skip_fraction=2: must be a fraction in 0..1"),
@@ -47,6 +50,7 @@ def test_data_keys(changes, message):
 
 def test_good_data_keys_pass():
     check_data(DATA)
+    check_data({**DATA, "min_size": [640, 672, 704, 736, 768, 800]})
     check_data({**DATA, "resize": "square", "min_size": 0, "max_pixels": 10**8, "max_skip_fraction": 0.01})
 
 
@@ -185,30 +189,33 @@ def test_train_py_stops_in_one_line(tiny_overrides, tmp_path, override, message)
 def test_frozen_layers_need_weights(compose_train, caplog):
     """The offline demo trains every layer and says nothing; frozen random layers warn in one line;
     the COCO recipes refuse to start without weights."""
-    from frcnn.preflight import resolve_backbone_training
+    import hydra
+    from omegaconf import open_dict
 
-    def resolve(overrides: list[str]) -> dict:
+    from frcnn.preflight import check_frozen_layers, resolve_backbone_training
+
+    def resolve(overrides: list[str]):
+        """The backbone node as train.py completes it, and its warning (if any)."""
         cfg = compose_train(overrides)
-        return resolve_backbone_training(cfg.model, cfg.require_weights)
+        with open_dict(cfg):
+            cfg.model.backbone.update(resolve_backbone_training(cfg.model, cfg.require_weights))
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="train"):
+            check_frozen_layers(cfg.model, hydra.utils.instantiate({**cfg.model.backbone, "weights": None}))
+        return (cfg.model.backbone.norm, cfg.model.backbone.trainable_layers), caplog.text.splitlines()
 
-    with caplog.at_level("WARNING", logger="train"):
-        assert resolve(["data=shapes"]) == {"norm": "bn", "trainable_layers": 5}
-    assert caplog.text == ""
-
-    with caplog.at_level("WARNING", logger="train"):
-        assert resolve(["data=shapes", "model.backbone.trainable_layers=3"]) == {"norm": "bn", "trainable_layers": 3}
-    (line,) = caplog.text.splitlines()
-    assert "model.backbone.trainable_layers=3 freezes 2 of the 5 stages" in line and "model.backbone.weights is null" in line
-    caplog.clear()
-
+    assert resolve(["data=shapes"]) == (("bn", 5), [])  # torchvision's rule without weights: all layers train
+    (norm, layers), (line,) = resolve(["data=shapes", "model.backbone.trainable_layers=3"])
+    assert (norm, layers) == ("bn", 3)
+    # Stem: conv1 + bn1 (weight, bias) = 3; layer1: 3 blocks x 3 x (conv + bn weight, bias) + downsample 3 = 30.
+    assert "model.backbone.trainable_layers=3 and model.backbone.norm=bn freeze 33 weight tensors and 0 batch norms" in line
+    assert "model.backbone.weights is null" in line
+    # With weights (not loaded here: the check reads the config), torchvision's fine-tuning default, silently.
     weights = ["model.backbone.weights=/weights/resnet50.pth"]
-    with caplog.at_level("WARNING", logger="train"):
-        assert resolve(weights) == {"norm": "frozen_bn", "trainable_layers": 3}  # torchvision's fine-tuning default
-    assert caplog.text == ""
+    assert resolve(weights) == (("frozen_bn", 3), [])
 
     for experiment in ("coco_26ep", "coco_1x"):
         with pytest.raises(PreflightError, match=r"model.backbone.weights and model.weights are null: set model.backbone.weights="):
             resolve([f"experiment={experiment}"])
-        assert resolve([f"experiment={experiment}", *weights]) == {"norm": "frozen_bn", "trainable_layers": 3}
-        assert resolve([f"experiment={experiment}", "++model.weights=/weights/detector.pt"])["trainable_layers"] == 3
-
+        assert resolve([f"experiment={experiment}", *weights]) == (("frozen_bn", 3), [])
+        assert resolve([f"experiment={experiment}", "++model.weights=/weights/detector.pt"]) == (("frozen_bn", 3), [])

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
@@ -39,7 +39,7 @@ from frcnn.data.decode import DEFAULT_MAX_PIXELS
 from frcnn.data.loader import StreamLoader
 from frcnn.data.source import DataSource, DataSourceError
 from frcnn.data.stream import DetectionStream
-from frcnn.data.transforms import DetectionTransform, ResizeMode, build_resize
+from frcnn.data.transforms import DetectionTransform, ResizeMode, build_resize, inference_min_size
 from frcnn.distributed import rank_and_world_size
 from frcnn.evaluation.ground_truth import coco_ground_truth_from_rows
 
@@ -60,12 +60,15 @@ class DetectionDataModule(L.LightningDataModule):
         multiprocessing_context: how DataLoader workers start (`fork`, `spawn`, `forkserver`;
             None: Python's default). The split across workers is the same for all.
         resize: `keep_ratio` (`min_size`/`max_size`), `square` (`square_size`) or `none`.
+            `min_size` may be a list: training draws one per image (multi-scale training, seeded
+            like the flips), validation uses the last.
         hflip_prob: horizontal-flip probability for training.
         shuffle_block, seed: training shuffle (units order + blocks of rows), new each epoch.
         skip_empty_train: train only on images with at least one valid box.
         val_limit: only the first `val_limit` validation images (None: all).
         max_skip_fraction: the share of a split's rows that may be skipped before the run stops.
         max_pixels: images above this many pixels are skipped, read from the header (never decoded).
+        aspect_ratio_grouping: batch landscape and portrait training images apart (less padding).
 
     Attributes:
         source: the built `DataSource`.
@@ -88,7 +91,7 @@ class DetectionDataModule(L.LightningDataModule):
         prefetch_factor: int | None = None,
         multiprocessing_context: str | None = None,
         resize: ResizeMode = "keep_ratio",
-        min_size: int = 800,
+        min_size: int | Sequence[int] = 800,
         max_size: int = 1333,
         square_size: int = 400,
         hflip_prob: float = 0.5,
@@ -98,6 +101,7 @@ class DetectionDataModule(L.LightningDataModule):
         val_limit: int | None = None,
         max_skip_fraction: float = 0.01,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        aspect_ratio_grouping: bool = False,
         **source_options: Any,
     ) -> None:
         super().__init__()
@@ -113,13 +117,16 @@ class DetectionDataModule(L.LightningDataModule):
                 "prefetch_factor": prefetch_factor,
                 "multiprocessing_context": multiprocessing_context,
             }
-        self.resize = build_resize(resize, min_size, max_size, square_size)
+        self.resize = build_resize(resize, inference_min_size(min_size), max_size, square_size)
+        train_sizes = [min_size] if isinstance(min_size, int) or resize != "keep_ratio" else list(min_size)
+        self.train_resizes = [build_resize(resize, size, max_size, square_size) for size in train_sizes]
         self.hflip_prob = hflip_prob
         self.shuffle_block, self.seed = shuffle_block, seed
         self.skip_empty_train = skip_empty_train
         self.val_limit = val_limit
         self.max_skip_fraction = max_skip_fraction
         self.max_pixels = max_pixels
+        self.aspect_ratio_grouping = aspect_ratio_grouping
         names, category_ids = self.source.categories(train_split)
         self.class_names = ["background", *names]
         self.label_to_category_id = [0, *category_ids]
@@ -145,7 +152,7 @@ class DetectionDataModule(L.LightningDataModule):
     def _stream(self, split: str, train: bool) -> DetectionStream:
         return DetectionStream(
             self.source.open(split),
-            DetectionTransform(self.resize),
+            DetectionTransform(self.train_resizes if train else self.resize),
             num_classes=self.num_classes,
             train=train,
             batch_size=self.batch_size,
@@ -155,6 +162,7 @@ class DetectionDataModule(L.LightningDataModule):
             skip_empty=self.skip_empty_train,
             limit=None if train else self.val_limit,
             max_pixels=self.max_pixels,
+            aspect_ratio_grouping=train and self.aspect_ratio_grouping,
         )
 
     def _loader(self, stream: DetectionStream | None, stage: str) -> StreamLoader:

@@ -8,7 +8,11 @@ lists the usable rows unit by unit, the units in a random order seeded by (seed,
 the window S[e·G·M, (e+1)·G·M) with M = B·⌊N / (G·B)⌋ rows per reader, and reader r reads the
 window's r-th contiguous share, so it touches ≈ M / rows-per-unit units, never the whole split.
 Inside its share a reader reads blocks of `shuffle_block` rows, each block in a random order
-seeded by (seed, e, r, block). Every reader has exactly M rows (M / B full batches) in every
+seeded by (seed, e, r, block). With aspect-ratio groups (torchvision's `GroupedBatchSampler`,
+Detectron2's `AspectRatioGroupedDataset`), each block is then re-dealt into batches of one group
+(landscape or portrait) in the order the batches fill up; the rows a block leaves over (fewer
+than B per group) make its last batches, mixed. A block is a whole number of batches then, so
+the grouping never changes which rows a reader reads, only their order. Every reader has exactly M rows (M / B full batches) in every
 epoch, so every rank runs the same number of steps; the N − G·M (< G·B) rows a window leaves
 open are the next window's first, so after any number of epochs the times two usable rows were
 read differ by at most one.
@@ -29,12 +33,15 @@ class TrainingPlan:
         unit_starts (ndarray[U + 1]): global index of each unit's first row, then the row count.
         usable (ndarray[R], bool): rows that can train (at least one valid box, no bad annotation).
         seed: the shuffle seed.
+        groups (ndarray[R], int, optional): an aspect-ratio group per row; when given, every batch
+            a block allows holds rows of one group.
     """
 
-    def __init__(self, unit_starts: np.ndarray, usable: np.ndarray, seed: int) -> None:
+    def __init__(self, unit_starts: np.ndarray, usable: np.ndarray, seed: int, groups: np.ndarray | None = None) -> None:
         self.unit_starts = np.asarray(unit_starts, dtype=np.int64)
         self.usable = np.asarray(usable, dtype=bool)
         self.seed = seed
+        self.groups = None if groups is None else np.asarray(groups, dtype=np.int64)
         self.num_usable = int(self.usable.sum())
         self._passes: dict[int, np.ndarray] = {}
 
@@ -74,10 +81,38 @@ class TrainingPlan:
         for pass_index in np.unique(passes):
             in_pass = passes == pass_index
             rows[in_pass] = self.pass_order(int(pass_index), num_readers * per_reader)[positions[in_pass] % self.num_usable]
+        if self.groups is not None:  # whole batches per block, so that a block's batches can be one group each
+            shuffle_block = max(1, round(shuffle_block / batch_size)) * batch_size
         for block, start in enumerate(range(0, per_reader, shuffle_block)):
             order = np.random.default_rng([self.seed, epoch, reader, block]).permutation(min(shuffle_block, per_reader - start))
             rows[start : start + len(order)] = rows[start + order]
+            if self.groups is not None:
+                rows[start : start + len(order)] = group_batches(rows[start : start + len(order)], self.groups, batch_size)
         return rows
+
+
+def group_batches(rows: np.ndarray, groups: np.ndarray, batch_size: int) -> np.ndarray:
+    """(ndarray[K]) `rows` reordered into batches of `batch_size` rows of one group each.
+
+    As torchvision's `GroupedBatchSampler`: rows are taken in order, each into its group's
+    batch, and a batch is emitted when it fills; the rows left over when `rows` ends (fewer than
+    `batch_size` per group) follow in their order, making the mixed batches at the end.
+
+    Args:
+        rows (ndarray[K]): global row indices in reading order.
+        groups (ndarray[R]): the group of every row of the split.
+    """
+    row_groups = groups[rows]
+    batches, completions, leftovers = [], [], []
+    for group in np.unique(row_groups):
+        members = np.flatnonzero(row_groups == group)  # positions in `rows`, in order
+        full = len(members) // batch_size * batch_size
+        batches.append(members[:full].reshape(-1, batch_size))
+        completions.append(members[batch_size - 1 : full : batch_size])  # when each batch filled
+        leftovers.append(members[full:])
+    full_batches = np.concatenate(batches)[np.argsort(np.concatenate(completions), kind="stable")]
+    positions = np.concatenate([full_batches.reshape(-1), np.sort(np.concatenate(leftovers))])
+    return rows[positions]
 
 
 def validation_rows(num_rows: int, reader: int, num_readers: int) -> np.ndarray:

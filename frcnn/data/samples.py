@@ -30,7 +30,8 @@ class SampleMaker:
         num_classes: classes including background; labels outside 1..num_classes-1 are bad rows.
         seed: the flip seed.
         hflip_prob: probability of a horizontal flip, drawn per image from (seed, epoch, image_id),
-            so that a resumed stream reproduces the same augmentations.
+            so that a resumed stream reproduces the same augmentations; so is the choice of the
+            transform's resize when it has several (multi-scale training).
         skip_empty: a row left without a box once clipped and resized is a bad row (training).
         max_pixels: images above this many pixels are skipped (read from the header, not decoded).
     """
@@ -62,9 +63,11 @@ class SampleMaker:
         except BadRow as bad:
             return bad, None, {}
         boxes, labels = boxes[~iscrowd], labels[~iscrowd]  # crowds are scored, never trained on
-        flip = self.hflip_prob > 0 and np.random.default_rng([self.seed, epoch, image_id]).random() < self.hflip_prob
+        rng = np.random.default_rng([self.seed, epoch, image_id])
+        flip = self.hflip_prob > 0 and rng.random() < self.hflip_prob
+        size_index = int(rng.integers(self.transform.num_sizes)) if self.transform.num_sizes > 1 else 0
         orig_size = image.shape[-2:]
-        image, boxes, labels = self.transform(image, boxes, labels, flip)
+        image, boxes, labels = self.transform(image, boxes, labels, flip, size_index)
         if self.skip_empty and len(boxes) == 0:
             return BadRow("no_box_after_clipping", "no box left once resized"), None, counts
         target = {

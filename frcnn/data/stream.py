@@ -35,7 +35,7 @@ from frcnn.data.partition import TrainingPlan, validation_rows
 from frcnn.data.row_checks import ANNOTATION_KINDS, annotation_problem, has_trainable_box
 from frcnn.data.row_counts import MAX_WORKERS, RowCounts
 from frcnn.data.samples import Sample, SampleMaker
-from frcnn.data.source import DataSourceError, RowSource
+from frcnn.data.source import DataSourceError, Row, RowSource
 from frcnn.data.transforms import DetectionTransform
 from frcnn.data.unit_reader import UnitReader
 
@@ -57,6 +57,8 @@ class DetectionStream(IterableDataset):
         shuffle_block: rows shuffled together inside a reader's share (training); also bounds
             how many rows a resume reads before its first batch.
         limit: validation reads only the first `limit` rows (the same set for any layout).
+        aspect_ratio_grouping: training batches hold landscape or portrait images only, where
+            the reader's rows allow (`frcnn.data.partition.group_batches`): less padding.
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class DetectionStream(IterableDataset):
         skip_empty: bool = True,
         limit: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        aspect_ratio_grouping: bool = False,
     ) -> None:
         self.source = source
         self.make_sample = SampleMaker(
@@ -94,7 +97,8 @@ class DetectionStream(IterableDataset):
         self.problem_examples = {kind: image_ids[i] for i, kind in enumerate(kinds[: self.num_rows]) if kind}
         if train:
             usable = np.array([kind is None and (has_trainable_box(row) or not skip_empty) for row, kind in zip(annotations, kinds)], dtype=bool)
-            self.plan = TrainingPlan(source.unit_starts, usable, seed)
+            groups = np.array([_is_portrait(row) for row in annotations], dtype=np.int64) if aspect_ratio_grouping else None
+            self.plan = TrainingPlan(source.unit_starts, usable, seed, groups)
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self.counts = RowCounts()
         self._position: dict[str, int] = {"epoch": 0, "rows": 0}
@@ -253,3 +257,11 @@ class DetectionStream(IterableDataset):
             self.counts.add(slot, problem.kind, image_id=int(row["image_id"]))
             warnings.warn(f"skipping image_id={row['image_id']}: {problem} ({self.source.description})", stacklevel=2)
         return sample
+
+
+def _is_portrait(row: Row) -> bool:
+    """Whether a row's stored image is taller than wide (`width`/`height` columns; unknown: no)."""
+    try:
+        return int(row["height"]) > int(row["width"])
+    except (TypeError, ValueError):
+        return False

@@ -73,6 +73,8 @@ class ResNet(nn.Module):
     """
 
     out_channels = (256, 512, 1024, 2048)
+    # How torchvision's ImageNet state dict holds this body: its classifier, dropped on loading.
+    imagenet_prefix, imagenet_head = "", "fc."
 
     def __init__(
         self, depth: int = 50, norm: str = "frozen_bn", trainable_layers: int = 3, grad_checkpointing: bool = False
@@ -86,6 +88,7 @@ class ResNet(nn.Module):
             raise ValueError(f"trainable_layers={trainable_layers} must be between 0 and 5")
         norm_layer = NORM_LAYERS[norm]
         self.depth = depth
+        self.torchvision_name = f"resnet{depth}"
         self.grad_checkpointing = grad_checkpointing
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = norm_layer(64)
@@ -129,7 +132,8 @@ class ResNet(nn.Module):
 
 
 class BackboneWithFPN(nn.Module):
-    """A body returning C2–C5 + FPN: images ``[B, 3, H, W]`` → P2–P6, ``out_channels`` each."""
+    """A body + FPN: images ``[B, 3, H, W]`` → the body's levels (C2–C5 for a ResNet) through the
+    FPN, plus the max-pool level (P2–P6), ``out_channels`` each."""
 
     def __init__(self, body: nn.Module, fpn: FPN, out_channels: int) -> None:
         super().__init__()
@@ -172,35 +176,39 @@ def resnet_fpn(
     return BackboneWithFPN(body, FPN(ResNet.out_channels, out_channels), out_channels)
 
 
-def load_backbone_weights(body: ResNet, weights: str) -> None:
-    """Load ImageNet weights into ``body`` from a torchvision ``resnet50``/``resnet101`` state-dict file.
+def load_backbone_weights(body: nn.Module, weights: str) -> None:
+    """Load ImageNet weights into ``body`` from a state-dict file of torchvision's ``body.torchvision_name``
+    classifier (``resnet50``, ``resnet101``, ``mobilenet_v3_large``).
 
-    ``weights`` is a file path, or the name of torchvision's ``ResNet50_Weights`` (``ResNet101_Weights``) entry
-    (``"IMAGENET1K_V1"``, ``"IMAGENET1K_V2"``, ``"DEFAULT"``), which needs a download.
+    ``weights`` is a file path, or the name of an entry of torchvision's weights enum for that model
+    (``ResNet50_Weights``: ``"IMAGENET1K_V1"``, ``"IMAGENET1K_V2"``, ``"DEFAULT"``), which needs a download.
+    The body declares where its keys sit in the classifier's state dict: ``imagenet_prefix`` is
+    stripped, keys under ``imagenet_head`` (the classifier) are dropped.
     """
     if os.path.isfile(os.path.expanduser(weights)):
         state = torch.load(os.path.expanduser(weights), map_location="cpu", weights_only=True)
     else:
-        state = _download_named_weights(weights, body.depth)
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    if isinstance(body.bn1, FrozenBatchNorm2d):
-        state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+        state = _download_named_weights(weights, body.torchvision_name)
+    state = {
+        k.removeprefix(body.imagenet_prefix): v for k, v in state.items() if not k.startswith(body.imagenet_head)
+    }
     expected = body.state_dict()
+    state = {k: v for k, v in state.items() if k in expected or not k.endswith("num_batches_tracked")}  # FrozenBN has none
     mismatched = sorted(k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape)
     missing, unexpected = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
     if missing or unexpected or mismatched:
         raise ValueError(
-            f"backbone weights {weights} are not a torchvision resnet{body.depth} state dict "
+            f"backbone weights {weights} are not a torchvision {body.torchvision_name} state dict "
             f"(missing {len(missing)} keys, "
             f"unexpected {len(unexpected)}, wrong shape {len(mismatched)}, e.g. {(missing + unexpected + mismatched)[:2]})"
         )
     body.load_state_dict(state)
 
 
-def _download_named_weights(name: str, depth: int) -> dict[str, Tensor]:
+def _download_named_weights(name: str, model_name: str) -> dict[str, Tensor]:
     import torchvision.models
 
-    members = getattr(torchvision.models, f"ResNet{depth}_Weights")
+    members = torchvision.models.get_model_weights(model_name)
     if name not in members.__members__:
         raise ValueError(f"backbone weights {name!r} are neither a file nor one of {sorted(members.__members__)}")
     url = members[name].url

@@ -41,10 +41,11 @@ class FasterRCNN(nn.Module):
     Args:
         num_classes: number of classes including background (81 for COCO's 80 classes).
         transform: images → ``ImageBatch`` (``ImageTransform``), and boxes back.
-        backbone: ``[B, 3, H, W]`` → pyramid levels P2–P6 (``out_channels`` each).
+        backbone: ``[B, 3, H, W]`` → pyramid levels (``out_channels`` each; R50-FPN: P2–P6).
         anchor_generator: anchors ``[A, 4]`` for the padded batch and the levels.
         rpn: levels + anchors → proposals (and its losses in training).
-        roi_heads: P2–P5 + proposals → detections (and its losses in training).
+        roi_heads: levels + proposals → detections (and its losses in training); its pooler
+            reads the levels it has strides for.
         validate_targets: check target values (finite, non-degenerate boxes, labels in
             range) in training; costs one host synchronisation per step.
     """
@@ -98,14 +99,14 @@ class FasterRCNN(nn.Module):
             batch, gt = self.transform(images, targets)
             features = self.backbone(batch.tensor)
             proposals, rpn_losses = self.rpn(batch, features, self._anchors(batch, features), gt)
-            _, roi_losses = self.roi_heads(features[:4], proposals, batch.image_sizes, gt)
+            _, roi_losses = self.roi_heads(features, proposals, batch.image_sizes, gt)
             self.training_stats = {**getattr(self.rpn, "training_stats", {}), **getattr(self.roi_heads, "training_stats", {})}
             return {**rpn_losses, **roi_losses}
 
         batch, _ = self.transform(images)
         features = self.backbone(batch.tensor)
         proposals, _ = self.rpn(batch, features, self._anchors(batch, features))
-        detections, _ = self.roi_heads(features[:4], proposals, batch.image_sizes)
+        detections, _ = self.roi_heads(features, proposals, batch.image_sizes)
         boxes = self.transform.map_back(detections.boxes, batch, image_sizes(images))
         counts = detections.valid.sum(dim=1).tolist()  # the one read of the batch: valid slots are a prefix
         return [

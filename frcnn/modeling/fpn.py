@@ -1,8 +1,9 @@
-"""Feature Pyramid Network: C2–C5 → P2–P6 (Lin et al., 2017).
+"""Feature Pyramid Network: C2–C5 → P2–P6 (Lin et al., 2017), or any other list of body levels.
 
 P2–P5 come from a top-down pathway with lateral 1×1 convolutions and 3×3 output
 convolutions; P6 is a stride-2 subsampling of P5 (torchvision's ``LastLevelMaxPool``, a
-max-pool of kernel 1) and feeds only the RPN.
+max-pool of kernel 1) and feeds only the RPN. MobileNetV3's two levels (both stride 32)
+go through the same pathway.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ __all__ = ["FPN"]
 
 class FPN(nn.Module):
     """Args:
-        in_channels: channels of C2..C5.
+        in_channels: channels of each body level, finest first (ResNet: C2..C5).
         out_channels: channels of every output level.
 
     Shapes: ``[C2, C3, C4, C5]`` → ``[P2, P3, P4, P5, P6]``, level ``i`` of shape

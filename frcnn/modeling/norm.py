@@ -74,10 +74,12 @@ def conv_norm(conv: nn.Conv2d, norm: nn.Module, x: Tensor) -> Tensor:
 
 
 class ConvNorm(nn.Sequential):
-    """``nn.Sequential(conv, norm)`` (same state-dict keys ``0.*``, ``1.*``) run through ``conv_norm``."""
+    """``nn.Sequential(conv, norm[, activation])`` (same state-dict keys ``0.*``, ``1.*``) run
+    through ``conv_norm``; torchvision's ``Conv2dNormActivation`` has this layout."""
 
-    def __init__(self, conv: nn.Conv2d, norm: nn.Module) -> None:
-        super().__init__(conv, norm)
+    def __init__(self, conv: nn.Conv2d, norm: nn.Module, activation: nn.Module | None = None) -> None:
+        super().__init__(conv, norm, *([] if activation is None else [activation]))
 
     def forward(self, x: Tensor) -> Tensor:
-        return conv_norm(self[0], self[1], x)
+        x = conv_norm(self[0], self[1], x)
+        return self[2](x) if len(self) > 2 else x

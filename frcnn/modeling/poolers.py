@@ -21,7 +21,8 @@ class MultiScaleRoIAlign(nn.Module):
     halving or doubling moves one level down or up, clamped to the available levels.
 
     Args:
-        strides: stride of each feature map given to ``forward`` (P2–P5: 4, 8, 16, 32).
+        strides: stride of each level it pools from, the first ``len(strides)`` levels of the
+            features given to ``forward`` (R50-FPN: P2–P5, 4, 8, 16, 32; the max-pool level is for the RPN only).
     """
 
     def __init__(
@@ -48,10 +49,11 @@ class MultiScaleRoIAlign(nn.Module):
         return level.to(torch.int64) - self.min_level
 
     def forward(self, features: Sequence[Tensor], rois: Tensor) -> Tensor:
-        """Pool ``rois [K, 5]`` (image index, x1, y1, x2, y2) → ``[K, channels, out, out]``."""
+        """Pool ``rois [K, 5]`` (image index, x1, y1, x2, y2) → ``[K, channels, out, out]`` from the
+        first ``len(strides)`` levels of ``features``."""
         levels = self.level_of(rois[:, 1:])
         order = torch.sort(levels).indices
-        counts = torch.zeros(len(features), dtype=torch.int64, device=levels.device)
+        counts = torch.zeros(len(self.strides), dtype=torch.int64, device=levels.device)
         counts = counts.scatter_add_(0, levels, torch.ones_like(levels)).tolist()  # the one read from the device
         num_channels = features[0].shape[1]
         pooled = features[0].new_empty((rois.shape[0], num_channels, self.output_size, self.output_size))

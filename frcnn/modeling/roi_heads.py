@@ -112,7 +112,7 @@ class RoIHeads(nn.Module):
         """Losses when ``gt`` is given (training), otherwise detections.
 
         Args:
-            features: P2–P5; proposals: ``[B, P, 4]``; image_sizes: ``[B, 2]`` (height, width).
+            features: pyramid levels (the pooler reads its own); proposals: ``[B, P, 4]``; image_sizes: ``[B, 2]`` (height, width).
         """
         if gt is not None:
             samples = self.label_and_sample_proposals(proposals, gt)

@@ -25,16 +25,21 @@ def pairwise_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     """IoU of every pair: ``boxes1 [B, N, 4]``, ``boxes2 [B, M, 4]`` → ``[B, N, M]``.
 
     Also works without the batch dimension (``[N, 4]``, ``[M, 4]`` → ``[N, M]``). Pairs of
-    zero-area boxes give NaN; callers mask padding before reading such entries.
+    zero-area boxes give NaN; callers mask padding before reading such entries. Widths and
+    heights of the overlaps are formed one coordinate at a time, so at most four ``[.., N, M]``
+    tensors are alive at once (anchor matching builds one per image with M ~ 270k).
     """
     area1 = box_area(boxes1)
     area2 = box_area(boxes2)
-    top_left = torch.max(boxes1[..., :, None, :2], boxes2[..., None, :, :2])
-    bottom_right = torch.min(boxes1[..., :, None, 2:], boxes2[..., None, :, 2:])
-    wh = (bottom_right - top_left).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area1[..., :, None] + area2[..., None, :] - inter
-    return inter / union
+    overlap = []
+    for low, high in ((0, 2), (1, 3)):
+        far_start = torch.max(boxes1[..., :, None, low], boxes2[..., None, :, low])
+        near_end = torch.min(boxes1[..., :, None, high], boxes2[..., None, :, high])
+        overlap.append((near_end - far_start).clamp(min=0))
+        del far_start, near_end
+    inter = overlap[0] * overlap[1]
+    del overlap
+    return inter / (area1[..., :, None] + area2[..., None, :] - inter)
 
 
 def clip_boxes(boxes: Tensor, image_sizes: Tensor) -> Tensor:

@@ -8,11 +8,14 @@ copies of host data to the device (``torch.tensor(list, device=...)``, a blockin
 CUDA). On the CPU nothing waits, but the same code would on a GPU, so the count is the same.
 
 ``SavedTensorBytes`` adds up the bytes autograd keeps for backward, each storage once,
-leaving out parameters and buffers (they are held anyway).
+leaving out parameters and buffers (they are held anyway). ``PeakHostMemory`` gives the most
+host memory the process held allocated at once inside it (CPU runs).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import traceback
 from collections import Counter
 from collections.abc import Iterable
@@ -22,7 +25,7 @@ from torch import Tensor
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ["HostSyncCounter", "SavedTensorBytes"]
+__all__ = ["HostSyncCounter", "PeakHostMemory", "SavedTensorBytes"]
 
 aten = torch.ops.aten
 _HOST_READS = {aten._local_scalar_dense.default}
@@ -175,3 +178,43 @@ class SavedTensorBytes:
 
     def __exit__(self, *exc) -> None:
         self._hooks.__exit__(*exc)
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]  # fmt: skip
+
+
+class PeakHostMemory(TorchDispatchMode):
+    """Context manager: ``with PeakHostMemory() as memory: ...``; then ``memory.peak_bytes``, the
+    most bytes malloc had handed out at once (beyond what it had at entry) after any op inside.
+
+    Reads glibc's ``mallinfo2`` (bytes in use, heap and mmap-ed) after every dispatched op: an
+    exact count of live allocations, unlike the resident set size, which keeps freed pages and
+    varies from run to run. ``PeakHostMemory.available()`` says whether this libc has it.
+    """
+
+    _libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._start = 0
+        self.peak_bytes = 0
+
+    @classmethod
+    def available(cls) -> bool:
+        return hasattr(cls._libc, "mallinfo2")
+
+    def _in_use(self) -> int:
+        info = self._libc.mallinfo2()
+        return info.uordblks + info.hblkhd
+
+    def __enter__(self) -> PeakHostMemory:
+        self._libc.mallinfo2.restype = _MallInfo2
+        self._start = self._in_use()
+        return super().__enter__()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.peak_bytes = max(self.peak_bytes, self._in_use() - self._start)
+        return out

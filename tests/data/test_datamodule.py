@@ -138,3 +138,19 @@ def test_hub_split_area_ranges_follow_area(tmp_path):
         oracle = COCOeval(coco_gt, coco_gt.loadRes(evaluator.coco_results()), "bbox")
         oracle.evaluate(), oracle.accumulate(), oracle.summarize()
     np.testing.assert_allclose(stats, oracle.stats, atol=1e-6, rtol=0)
+
+
+def test_a_list_of_min_sizes_draws_one_per_training_image_and_validates_at_the_last(shapes_dir):
+    """Multi-scale training (Detectron2's 1x: 640..800): each training image's short side is one
+    of the sizes, drawn from (seed, epoch, image_id), so the same epoch gives the same sizes again;
+    validation resizes to the last size."""
+    dm = shapes_dm(shapes_dir, min_size=[64, 80, 96], max_size=400, num_workers=0, hflip_prob=0.5)
+    dm.setup("fit")
+
+    def short_sides(epoch: int) -> list[int]:
+        dm.set_epoch(epoch)
+        return [min(image.shape[-2:]) for images, _ in dm.train_dataloader() for image in images]
+
+    first = short_sides(0)
+    assert set(first) == {64, 80, 96} and short_sides(0) == first
+    assert {min(image.shape[-2:]) for images, _ in dm.val_dataloader() for image in images} == {96}

@@ -70,3 +70,14 @@ def test_training_shares_are_equal_under_every_start_method(hub_folder, context)
         assert seen == ids_per_rank(stream, world_size=2, num_workers=2, context="fork")
     validation = make_stream(open_split(str(folder), "val"), train=False)
     assert sorted(sum(ids_per_rank(validation, world_size=2, num_workers=2, context=context), [])) == list(range(1, 29))
+
+
+def test_grouped_training_gives_every_rank_the_same_rows_as_ungrouped(hub_folder):
+    """24 rows, a third portrait, 2 ranks x 2 workers, batch 2: each rank reads 12 rows, the same
+    ones as without grouping (test_stream checks the batches' orientations)."""
+    rows = [hub_row(i, 40, 56 if i % 3 == 0 else 32, boxes=[(2.0, 3.0, 20.0, 25.0)], categories=[1]) for i in range(1, 25)]
+    source = open_split(str(hub_folder(rows, num_shards=3)), "val")
+    grouped = ids_per_rank(make_stream(source, train=True, shuffle_block=4, aspect_ratio_grouping=True), 2, 2)
+    plain = ids_per_rank(make_stream(source, train=True, shuffle_block=4), 2, 2)
+    assert [len(ids) for ids in grouped] == [12, 12]
+    assert [sorted(ids) for ids in grouped] == [sorted(ids) for ids in plain]

@@ -160,3 +160,27 @@ def test_simulated_8_ranks_x_4_workers_over_40_unequal_shards():
     assert len(set(sum(per_reader, []))) == 32 * share > source.num_rows - 64  # each row once; < 64 carried over
     assert max(read_per_reader) <= share + 2 * 25  # its share plus the two row groups at its ends
     print(f"rows {source.num_rows}, share {share}, rows read per reader {min(read_per_reader)}..{max(read_per_reader)}")
+
+
+def test_grouped_batches_are_one_orientation_and_resume_exactly(hub_folder, boxed_rows):
+    """3 portrait and 9 landscape rows, batches of 2 in blocks of 4: every batch but a block's
+    last is of one orientation; a resume after 3 samples continues with the same samples."""
+    folder = hub_folder(boxed_rows, num_shards=3)
+    options = {"train": True, "batch_size": 2, "shuffle_block": 4, "seed": 3, "hflip_prob": 0.5, "aspect_ratio_grouping": True}
+    straight = make_stream(folder, **options)
+    straight.set_epoch(1)
+    samples = list(straight)
+    portrait = [image.shape[-2] > image.shape[-1] for image, _ in samples]
+    pairs = list(zip(portrait[0::2], portrait[1::2]))
+    mixed = [index for index, (a, b) in enumerate(pairs) if a != b]
+    assert len(samples) == 12 and all(index % 2 == 1 for index in mixed)  # only a block's last batch mixes
+
+    first = make_stream(folder, **options)
+    first.set_epoch(1)
+    iterator = iter(first)
+    head = [next(iterator) for _ in range(3)]
+    resumed = make_stream(folder, **options)
+    resumed.set_epoch(1)
+    resumed.load_state_dict(first.state_dict())
+    got = [int(target["image_id"]) for _, target in head + list(resumed)]
+    assert got == [int(target["image_id"]) for _, target in samples]

@@ -140,9 +140,10 @@ def _nodes(node, path="model"):
             yield from _nodes(child, f"{path}.{key}")
 
 
-def test_model_config_names_every_stage_option(compose_train):
+@pytest.mark.parametrize("model", _options("model"))
+def test_model_config_names_every_stage_option(compose_train, model):
     """Each node's keys are exactly its target's parameters: every option in a yaml does something."""
-    cfg = compose_train(["model.num_classes=3"])
+    cfg = compose_train([f"model={model}", "model.num_classes=3"])
     nodes = dict(_nodes(cfg.model))
     assert {"model.transform", "model.backbone", "model.anchor_generator", "model.rpn", "model.roi_heads"} <= set(nodes)
     for path, node in nodes.items():

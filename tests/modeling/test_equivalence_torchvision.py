@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from frcnn.convert import to_torchvision
-from torchvision_pair import OPTIONS, make_images, make_pair
+from torchvision_pair import OPTIONS, assert_same_rows_up_to_ties, make_images, make_pair, reference_proposals
 
 
 @pytest.fixture(scope="module")
@@ -49,23 +49,8 @@ def test_eval_detections_equal(pair, reference_detections, as_float):
 def test_proposals_equal(pair):
     reference, ours = pair
     images, _ = make_images()
-    float_images = [image.float() / 255 for image in images]
-    with torch.no_grad():
-        image_list, _ = reference.transform(float_images)
-        features = reference.backbone(image_list.tensors)
-        expected, _ = reference.rpn(image_list, features)
-        actual = ours.proposals(images)
-    for exp, act, image, resized in zip(expected, actual, images, image_list.image_sizes):
-        ratio = torch.tensor([image.shape[2] / resized[1], image.shape[1] / resized[0]] * 2)
-        exp = exp * ratio
-        # The same boxes within the tolerance. The folded frozen batch norm is not bit-identical to
-        # torchvision's conv + BN, so two proposals whose objectness ties to ~1e-6 (random weights
-        # make many) may come out in the other order: every box must have a reference box within
-        # the tolerance, and every reference box one of ours.
-        assert act.shape == exp.shape
-        distance = torch.cdist(act.double(), exp.double(), p=float("inf"))
-        torch.testing.assert_close(act, exp[distance.argmin(dim=1)], atol=1e-3, rtol=1e-5)
-        torch.testing.assert_close(act[distance.argmin(dim=0)], exp, atol=1e-3, rtol=1e-5)
+    for actual, expected in zip(ours.proposals(images), reference_proposals(reference, images)):
+        assert_same_rows_up_to_ties(actual, expected)
 
 
 def test_training_losses_equal(pair):

@@ -3,7 +3,9 @@
 import torch
 from torchvision.models.detection._utils import Matcher as TorchvisionMatcher
 
-from frcnn.modeling.matcher import Matcher, label_by_matching
+from frcnn.modeling import matcher as matcher_module
+from frcnn.modeling.matcher import Matcher, label_by_matching, match_image
+from frcnn.ops import pairwise_iou
 from frcnn.modeling.structures import GroundTruth
 
 
@@ -32,3 +34,18 @@ def test_label_by_matching_marks_background_and_ignored():
     labels, matched = label_by_matching(Matcher(0.7, 0.3), gt, candidates)
     assert labels.tolist() == [[5, -1, 0], [0, 0, 0]]  # IoU 1 → class 5; 0.5 → ignored; 0 → background
     assert torch.equal(matched[0, 0], gt.boxes[0, 0])
+
+
+def test_matching_in_chunks_equals_matching_at_once(monkeypatch):
+    """Ground truths against 3,000 candidates in blocks of 7 x 64 IoUs give the matches (low-quality
+    ones too, which need each ground truth's best over every chunk) of one [G, N] matrix."""
+    generator = torch.Generator().manual_seed(0)
+    xy = torch.rand(3000, 2, generator=generator) * 200
+    candidates = torch.cat([xy, xy + 4 + torch.rand(3000, 2, generator=generator) * 60], 1)
+    gt_boxes = candidates[torch.randperm(3000, generator=generator)[:7]] + torch.rand(7, 4, generator=generator) * 8
+    gt_valid = torch.tensor([True] * 6 + [False])
+    for matcher in (Matcher(0.7, 0.3, allow_low_quality_matches=True), Matcher(0.5, 0.5)):
+        whole = matcher(pairwise_iou(gt_boxes, candidates).masked_fill_(~gt_valid[:, None], -1.0))
+        monkeypatch.setattr(matcher_module, "IOU_BLOCK", 7 * 64)
+        assert torch.equal(match_image(matcher, gt_boxes, gt_valid, candidates), whole)
+        monkeypatch.undo()
