@@ -10,6 +10,8 @@ against that file (its ids must be the data's; only the evaluated images are sco
     detections.json    COCO results with the dataset's ids: image_id, category_id, bbox [x, y, w, h], score
     ground_truth.json  the ground truth of the evaluated images (a COCO instances file)
     pictures/*.png     `visualize=N` images with detections (or `proposals=true`: RPN proposals)
+    results/VOC2007/   for a VOC devkit (data=voc): the devkit's results files; metrics.json and the
+                       printout add VOC07 and VOC2010+ mAP, per class too (docs/voc.md)
     tensorboard/       the same pictures and numbers
 
 pycocotools over the two json files reproduces metrics.json (and over detections.json and the
@@ -38,6 +40,8 @@ from frcnn.evaluation.ground_truth import check_same_ids, left_out_message
 from frcnn.evaluation.inference import in_original_pixels, predict
 from frcnn.evaluation.report import format_coco_table, format_per_class_table, write_metrics
 from frcnn.evaluation.visualize import draw_detections, draw_proposals, save_picture
+from frcnn.evaluation.voc_report import voc_report
+from frcnn.progress import image_progress
 
 # Groups of the training config that a command-line choice replaces wholesale.
 TRAINING_GROUPS = ("data", "model")
@@ -105,18 +109,22 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     to_draw: list[tuple] = []
     tic = time.perf_counter()
     num_images = 0
-    for images, targets, detections in predict(model, datamodule.val_dataloader(), device, amp_dtype):
-        evaluator.update(in_original_pixels(detections, targets), [target["image_id"] for target in targets])
-        num_images += len(images)
-        for drawn in zip(images, targets, detections):
-            if len(to_draw) < cfg.visualize:
-                to_draw.append(drawn)
+    with image_progress("evaluate") as progress:
+        task = progress.add_task("evaluate", total=datamodule.val_dataset.num_rows)
+        for images, targets, detections in predict(model, datamodule.val_dataloader(), device, amp_dtype):
+            evaluator.update(in_original_pixels(detections, targets), [target["image_id"] for target in targets])
+            num_images += len(images)
+            for drawn in zip(images, targets, detections):
+                if len(to_draw) < cfg.visualize:
+                    to_draw.append(drawn)
+            progress.advance(task, len(images))
     inference_s = time.perf_counter() - tic
 
     tic = time.perf_counter()
     ground_truth, results = evaluator.coco_ground_truth(), evaluator.coco_results()
     write_json(ground_truth, run_dir / "ground_truth.json")
     write_json(results, run_dir / "detections.json")
+    voc = voc_report(datamodule, ground_truth, results, run_dir)  # None unless the data is a VOC devkit
     summary = evaluate_coco(ground_truth, results, copy_inputs=False)
     scoring_s = time.perf_counter() - tic
 
@@ -133,9 +141,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         data_problems=data_problems,
         ckpt=str(Path(cfg.ckpt).expanduser().resolve()),
         seconds={"inference": round(inference_s, 3), "scoring": round(scoring_s, 3)},
+        **(voc.metrics if voc else {}),
     )
     print(format_coco_table(summary.stats))
     print(format_per_class_table(summary))
+    if voc:
+        print(voc.table)
     print(
         f"ground truth: {source}; scored the {len(ground_truth['images'])} evaluated images of its "
         f"{len(evaluator.ground_truth['images'])} ({len(ground_truth['annotations'])} annotations)"

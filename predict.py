@@ -29,9 +29,6 @@ import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
-from rich.text import Text
 from torch.utils.data import DataLoader
 
 from frcnn.data.image_files import ImageFile, ImageFileDataset, NoImagesError, collect_images
@@ -39,15 +36,11 @@ from frcnn.detector import Detections, Detector
 from frcnn.evaluation.checkpoint import CheckpointError
 from frcnn.evaluation.coco_format import coco_results, write_json
 from frcnn.evaluation.visualize import save_picture
+from frcnn.progress import image_progress
 
 
 class UsageError(ValueError):
     """A command-line value that cannot work; one line for the user."""
-
-
-class ImagesPerSecond(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        return Text(f"{task.speed:.1f} images/s" if task.speed else "- images/s", style="progress.data.speed")
 
 
 def picture_paths(files: list[ImageFile], folder: Path, suffix: str) -> list[Path]:
@@ -142,9 +135,8 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         ImageFileDataset(files, detector.prepare), batch_size=cfg.batch_size, num_workers=cfg.num_workers, collate_fn=list
     )
     recorder = Recorder(cfg, detector, files, out_dir)
-    columns = (TextColumn("predict"), BarColumn(), MofNCompleteColumn(), ImagesPerSecond(), TimeElapsedColumn())
     tic = time.perf_counter()
-    with Progress(*columns, console=Console(stderr=True)) as progress:
+    with image_progress("predict") as progress:
         task = progress.add_task("predict", total=len(files))
         for batch in loader:
             for item in (item for item in batch if item["error"] is not None):

@@ -22,7 +22,6 @@ import lightning.pytorch as pl
 import torch
 from hydra.errors import InstantiationException
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
@@ -33,6 +32,7 @@ from frcnn.data.source import DataSourceError
 from frcnn.lit import DetectionModule
 from frcnn.lit.divergence import DivergenceError
 from frcnn.lit.module import ConfigError
+from frcnn.lit.quiet import quiet_lightning
 
 log = logging.getLogger("train")
 # A deprecation notice raised inside Lightning itself: nothing a user can act on.
@@ -55,7 +55,7 @@ USER_ERRORS = (
 def train(cfg: DictConfig) -> float | None:
     """Fit one run described by ``cfg``; return the ``cfg.monitor`` metric (for sweepers)."""
     if cfg.get("seed") is not None:
-        pl.seed_everything(cfg.seed, workers=True)
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the start block names the seed
     if cfg.get("cpu_threads"):
         torch.set_num_threads(cfg.cpu_threads)
     preflight.check_config(cfg)
@@ -83,7 +83,6 @@ def train(cfg: DictConfig) -> float | None:
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, precision=resolve_precision(cfg.trainer), callbacks=callbacks, logger=loggers or False
     )
-    announce_run(cfg, trainer)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
 
     metric = trainer.callback_metrics.get(cfg.monitor)
@@ -127,17 +126,9 @@ def resolve_precision(trainer_cfg: DictConfig) -> str:
     return "16-mixed" if on_cuda else "32-true"
 
 
-@rank_zero_only
-def announce_run(cfg: DictConfig, trainer: pl.Trainer) -> None:
-    """Say where the run writes and how to watch it."""
-    log.info("run folder: %s", cfg.paths.output_dir)
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            log.info("TensorBoard: tensorboard --logdir %s", logger.log_dir)
-
-
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    quiet_lightning()
     try:
         return train(cfg)
     except (*USER_ERRORS, DivergenceError) as error:

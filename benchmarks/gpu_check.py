@@ -26,8 +26,8 @@ import torch
 from model_vs_torchvision import inference, make_batch, make_models, peak_memory, print_table, timed_rounds, train_step
 
 ROOT = Path(__file__).resolve().parents[1]
-# train.py's end-of-run line (frcnn.lit.module.DetectionModule.on_train_end).
-END_OF_RUN = re.compile(r"training ended at step (\d+); (\d+) steps skipped for a non-finite loss")
+# train.py's end-of-run line (frcnn.lit.run_report.RunReport).
+END_OF_RUN = re.compile(r"done: (\d+) steps .*; (\d+) skipped for a non-finite loss;")
 
 
 def model_rows(device: torch.device, size: int, batch_size: int, precision: str, repeats: int) -> list[tuple[str, ...]]:

@@ -30,7 +30,6 @@ def _without_data(tiny_overrides: list[str]) -> list[str]:
     """The tiny run's overrides without the shapes data choice, path and generation options."""
     return [o for o in tiny_overrides if not o.startswith(("data=", "data.path=", "data.shapes."))] + [
         "callbacks.rich_progress_bar=null",
-        "callbacks.model_summary=null",
     ]
 
 

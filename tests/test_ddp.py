@@ -58,7 +58,7 @@ def _ddp_run(hub_copy: Path, run_dir: Path, steps_dir: Path, *extra: str, timeou
         "trainer.max_epochs=3", "trainer.max_steps=7", "trainer.val_check_interval=1.0",
         "trainer.check_val_every_n_epoch=1", "trainer.log_every_n_steps=1",
         "callbacks.last_checkpoint.every_n_train_steps=2", "callbacks.rich_progress_bar=null",
-        "callbacks.model_summary=null", "logger=csv",
+        "logger=csv",
         "model.rpn.pre_nms_top_n_train=200", "model.rpn.post_nms_top_n_train=100",
         "model.rpn.pre_nms_top_n_test=100", "model.rpn.post_nms_top_n_test=50", "model.roi_heads.batch_size_per_image=32",
         f"hydra.run.dir={run_dir}",

@@ -34,11 +34,11 @@ def without_problems(coco: dict, image_dir: Path, source: str) -> tuple[dict, di
         UNKNOWN_IMAGE: sum(unknown_images.values()),
     }
     if missing:
-        _warn_once(f"{source}: {len(missing)} image(s) have no file, e.g. {image_dir / missing[0]['file_name']}: left out ({MISSING_IMAGE_FILE})")
+        warn_once(f"{source}: {len(missing)} image(s) have no file, e.g. {image_dir / missing[0]['file_name']}: left out ({MISSING_IMAGE_FILE})")
     for kind, ids, what in ((UNKNOWN_CATEGORY, unknown_categories, "category id"), (UNKNOWN_IMAGE, unknown_images, "image id")):
         if ids:
             named = ", ".join(map(str, sorted(ids)[:5])) + (", ..." if len(ids) > 5 else "")
-            _warn_once(f"{source}: {problems[kind]} annotation(s) with an unknown {what} ({named}): left out ({kind})")
+            warn_once(f"{source}: {problems[kind]} annotation(s) with an unknown {what} ({named}): left out ({kind})")
     if not any(problems.values()):
         return coco, problems
     missing_ids = {image["id"] for image in missing}
@@ -53,7 +53,7 @@ def without_problems(coco: dict, image_dir: Path, source: str) -> tuple[dict, di
     return kept, problems
 
 
-def _warn_once(message: str) -> None:
+def warn_once(message: str) -> None:
     """Log `message` the first time only: the data module opens the training split twice."""
     if message not in _warned:
         _warned.add(message)

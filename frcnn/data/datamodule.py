@@ -1,6 +1,6 @@
 """`DetectionDataModule`: train/val loaders of `(images, targets)` from any `DataSource`.
 
-Built by `hydra.utils.instantiate(cfg.data)` from `conf/data/{coco,shapes,coco_folder}.yaml`,
+Built by `hydra.utils.instantiate(cfg.data)` from `conf/data/{coco,shapes,coco_folder,voc}.yaml`,
 whose `source:` node names the source class (`frcnn/data/sources/`). Works outside a Trainer:
 `dm = DetectionDataModule(Shapes, path=...); dm.setup("fit"); dm.train_dataloader()`. See
 `frcnn.data.stream` for the sample contract and `frcnn.data.partition` for how rows are dealt

@@ -24,6 +24,11 @@ COCO folders (`sources/coco_folder.CocoFolderSplit.problems`, checked when the f
     missing_image_file  an image listed in the json without its file: the image is left out
     unknown_category    an annotation whose category id is not in `categories`: the annotation is left out
     unknown_image       an annotation whose image id is not in `images`: the annotation is left out
+VOC devkits (`sources/voc.VOCSplit.problems`, checked when a split is opened; also `missing_image_file`
+and `unknown_category`, for a class name not among the 20):
+    missing_annotation_file    an image of an ImageSets list without its Annotations/<name>.xml: left out
+    malformed_annotation_file  an xml that does not parse, without a numeric size, or with an object
+                               without a numeric bndbox: the image is left out
 
 Rule for `width`/`height`: the decoded pixels are the truth (boxes must land on them). Columns
 equal to the pixels, or null, are fine; a uniform rescale (same aspect ratio within one pixel)
@@ -52,11 +57,13 @@ BOX_OUTSIDE_IMAGE = "box_outside_image"
 MISSING_IMAGE_FILE = "missing_image_file"
 UNKNOWN_CATEGORY = "unknown_category"
 UNKNOWN_IMAGE = "unknown_image"
+MISSING_ANNOTATION_FILE = "missing_annotation_file"
+MALFORMED_ANNOTATION_FILE = "malformed_annotation_file"
 
 ANNOTATION_KINDS = (NULL_OBJECTS, MALFORMED_OBJECTS, LABEL_OUT_OF_RANGE, NONFINITE_BOX)
 ROW_SKIP_KINDS = (UNDECODABLE_IMAGE, TOO_MANY_PIXELS, *ANNOTATION_KINDS, SIZE_MISMATCH)
 ROW_COUNT_KINDS = (SIZE_RESCALED, DEGENERATE_BOX, BOX_OUTSIDE_IMAGE)
-FOLDER_KINDS = (MISSING_IMAGE_FILE, UNKNOWN_CATEGORY, UNKNOWN_IMAGE)
+FOLDER_KINDS = (MISSING_IMAGE_FILE, UNKNOWN_CATEGORY, UNKNOWN_IMAGE, MISSING_ANNOTATION_FILE, MALFORMED_ANNOTATION_FILE)
 ALL_KINDS = ROW_SKIP_KINDS + ROW_COUNT_KINDS + FOLDER_KINDS
 
 MIN_BOX_SIDE = 1.0  # px; as `DetectionTransform`'s sanitising, so nothing is dropped there uncounted
@@ -83,14 +90,15 @@ def row_targets(
 
     Args:
         row: `width`, `height` and `objects` {`bbox` [N][4] xyxy absolute pixels, `category`
-            [N] 0-based, optional `iscrowd` [N]}; other fields are ignored.
+            [N] 0-based, optional `iscrowd` and `difficult` [N]}; other fields are ignored.
         num_classes: classes including background, so labels are 1..num_classes-1.
 
     Returns:
         boxes (Tensor[M, 4], float32): xyxy in the decoded image's pixels, clipped to it, each
             side >= 1 px; M <= N after the box-level drops.
         labels (Tensor[M], int64): category + 1.
-        iscrowd (Tensor[M], bool): the row's `objects.iscrowd`, all False when absent.
+        iscrowd (Tensor[M], bool): the row's `objects.iscrowd` or `objects.difficult` (VOC): boxes
+            scored, never trained on; all False when both are absent.
         counts: per kind of `ROW_COUNT_KINDS`, the boxes dropped and the repairs made (only
             nonzero kinds appear).
 
@@ -132,7 +140,7 @@ def _checked_objects(objects: Any, num_classes: int) -> tuple[np.ndarray, np.nda
 
 
 def _read_objects(objects: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(boxes float32 [N, 4], categories int64 [N], iscrowd bool [N]) of `objects`."""
+    """(boxes float32 [N, 4], categories int64 [N], crowd or difficult bool [N]) of `objects`."""
     if objects is None:
         raise BadRow(NULL_OBJECTS, "objects is null")
     if not isinstance(objects, Mapping):
@@ -140,8 +148,9 @@ def _read_objects(objects: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     try:
         boxes = np.asarray(objects["bbox"], dtype=np.float32)
         categories = np.asarray(objects["category"], dtype=np.int64)
-        crowd = objects.get("iscrowd")
+        crowd, difficult = objects.get("iscrowd"), objects.get("difficult")
         iscrowd = np.zeros(len(categories), dtype=bool) if crowd is None else np.asarray(crowd, dtype=bool)
+        hard = np.zeros(len(categories), dtype=bool) if difficult is None else np.asarray(difficult, dtype=bool)
     except KeyError as error:
         raise BadRow(MALFORMED_OBJECTS, f"objects has no {error.args[0]!r} field") from None
     except (TypeError, ValueError) as error:
@@ -150,10 +159,11 @@ def _read_objects(objects: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         boxes = boxes.reshape(0, 4)
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise BadRow(MALFORMED_OBJECTS, f"objects.bbox has shape {list(boxes.shape)}, not [N, 4]")
-    if not len(boxes) == categories.size == iscrowd.size or categories.ndim != 1:
+    if not len(boxes) == categories.size == iscrowd.size == hard.size or categories.ndim != 1:
         flags = f" and {iscrowd.size} iscrowd flags" if crowd is not None else ""
+        flags += f" and {hard.size} difficult flags" if difficult is not None else ""
         raise BadRow(MALFORMED_OBJECTS, f"objects has {len(boxes)} boxes, {categories.size} categories{flags}")
-    return boxes, categories, iscrowd
+    return boxes, categories, iscrowd | hard
 
 
 def _column_scale(column_w: Any, column_h: Any, width: int, height: int) -> tuple[float, float] | None:
@@ -185,13 +195,13 @@ def annotation_problem(row: Mapping[str, Any], num_classes: int) -> str | None:
 
 
 def has_trainable_box(row: Mapping[str, Any]) -> bool:
-    """Whether a row (annotations checked) has a non-crowd box that the transform keeps: at least
-    1 px wide and high once clipped to the image (`width` × `height`)."""
+    """Whether a row (annotations checked) has a box that is neither crowd nor difficult and that
+    the transform keeps: at least 1 px wide and high once clipped to the image (`width` × `height`)."""
     objects = row["objects"]
     boxes = np.asarray(objects["bbox"], dtype=np.float64).reshape(-1, 4)
     boxes = np.clip(boxes, 0, [row["width"], row["height"], row["width"], row["height"]])
     valid = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
-    crowd = objects.get("iscrowd")
-    if crowd is not None:
-        valid &= ~np.asarray(crowd, dtype=bool)
+    for flag in ("iscrowd", "difficult"):
+        if objects.get(flag) is not None:
+            valid &= ~np.asarray(objects[flag], dtype=bool)
     return bool(valid.any())

@@ -3,7 +3,7 @@
 Sample contract (boxes `xyxy` in absolute pixels of the image they come with):
     image (Tensor[3, H, W], uint8) RGB after resize (before any padding)
     target: boxes (Tensor[N, 4], float32), labels (Tensor[N], int64) in 1..num_classes-1
-            (the row's 0-based `category` + 1; 0 is background; crowd boxes left out),
+            (the row's 0-based `category` + 1; 0 is background; crowd and difficult boxes left out),
             image_id (Tensor[], int64), orig_size (Tensor[2], int64) = (H0, W0) of the stored
             image, size (Tensor[2], int64) = (H, W).
 A prediction maps back to the stored image's pixels with x * W0 / W and y * H0 / H.
@@ -62,7 +62,7 @@ class SampleMaker:
             boxes, labels, iscrowd, counts = row_targets(row, image.shape[-2:], self.num_classes)
         except BadRow as bad:
             return bad, None, {}
-        boxes, labels = boxes[~iscrowd], labels[~iscrowd]  # crowds are scored, never trained on
+        boxes, labels = boxes[~iscrowd], labels[~iscrowd]  # crowds and difficult: scored, never trained on
         rng = np.random.default_rng([self.seed, epoch, image_id])
         flip = self.hflip_prob > 0 and rng.random() < self.hflip_prob
         size_index = int(rng.integers(self.transform.num_sizes)) if self.transform.num_sizes > 1 else 0

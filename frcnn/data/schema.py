@@ -4,7 +4,8 @@ Each row: `image_id` int64, `image` (encoded bytes), `width`/`height` int64, and
 {`bbox_id` int64, `category` ClassLabel (0-based), `bbox` [x_min, y_min, x_max, y_max] absolute
 pixels, `area`}. The Hub has no `iscrowd` field and integer areas; a COCO folder's rows
 (`hub_features(..., coco_folder=True)`) add `iscrowd` (0/1 per object) and carry the float
-areas of its instances.json.
+areas of its instances.json. A VOC devkit's rows (`sources/voc.py`) add `difficult` (0/1 per
+object): scored as ignored, never trained on, like `iscrowd`.
 """
 
 from collections.abc import Sequence

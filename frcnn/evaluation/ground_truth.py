@@ -7,7 +7,8 @@ images) into a COCO instances dict; validation and ``evaluate.py`` both score ag
 against a user's instances file (``gt_json=``, :func:`load_ground_truth_json`). Boxes go from
 ``xyxy`` to ``[x, y, w, h]`` with no clipping and no rescaling, ``area`` is the row's
 ``objects.area`` (COCO's mask area), ``iscrowd`` the row's ``objects.iscrowd`` (0 where the
-source has none, as the Hub schema), ids are the dataset's own. Every image is listed, empty
+source has none, as the Hub schema) or its ``objects.difficult`` (VOC: a detection on a difficult
+object is ignored, a missed one costs nothing), ids are the dataset's own. Every image is listed, empty
 ones too. The metric scores the subset of images that were evaluated
 (:func:`restrict_to_images`).
 
@@ -45,7 +46,7 @@ def coco_ground_truth_from_rows(
         rows: Hub-schema rows without the image: ``image_id``, ``width``, ``height``,
             ``objects`` {``category`` (list[int], 0-based), ``bbox`` (list of [x0, y0, x1, y1]
             absolute pixels), optional ``area`` (list[float]; the box area where absent) and
-            ``iscrowd`` (list[int]; 0 where absent)}.
+            ``iscrowd`` and ``difficult`` (list[int]; 0 where absent)}.
         class_names: name of each category index (K names, no background).
         category_ids: the dataset's category id of each index (K ids).
 
@@ -109,7 +110,8 @@ def _objects(objects: Mapping[str, Any], num_categories: int) -> tuple[np.ndarra
     categories = _array(objects.get("category"), np.int64)
     areas = None if objects.get("area") is None else _array(objects["area"], np.float64)
     iscrowd = np.zeros(len(boxes), np.int64) if objects.get("iscrowd") is None else _array(objects["iscrowd"], np.int64)
-    lengths = {len(boxes), len(categories), len(iscrowd), len(boxes) if areas is None else len(areas)}
+    difficult = np.zeros(len(boxes), np.int64) if objects.get("difficult") is None else _array(objects["difficult"], np.int64)
+    lengths = {len(boxes), len(categories), len(iscrowd), len(difficult), len(boxes) if areas is None else len(areas)}
     if len(lengths) > 1:
         bad["object lists of unequal lengths"] = max(lengths)
         empty = np.zeros(0, np.int64)
@@ -128,7 +130,8 @@ def _objects(objects: Mapping[str, Any], num_categories: int) -> tuple[np.ndarra
         if failed.any():
             bad[reason] = int(failed.sum())
             keep &= ~failed
-    return boxes[keep], categories[keep], areas[keep], (iscrowd[keep] != 0).astype(np.int64), bad
+    ignored = (iscrowd != 0) | (difficult != 0)  # VOC's difficult objects are scored as crowds
+    return boxes[keep], categories[keep], areas[keep], ignored[keep].astype(np.int64), bad
 
 
 def _array(values: Any, dtype: type) -> np.ndarray:

@@ -65,7 +65,7 @@ class LastCheckpoint(Callback):
     def _save(self, trainer: pl.Trainer) -> None:
         if trainer.fast_dev_run or self.saved_step == trainer.global_step or skipping_nonfinite(trainer.lightning_module):
             return
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # the full state: resume continues from it
         self.saved_step = trainer.global_step
 
 

@@ -9,13 +9,15 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 
-from frcnn.data.row_checks import MISSING_IMAGE_FILE, ROW_SKIP_KINDS
+from frcnn.data.row_checks import MALFORMED_ANNOTATION_FILE, MISSING_ANNOTATION_FILE, MISSING_IMAGE_FILE, ROW_SKIP_KINDS
 from frcnn.data.source import DataSourceError
 from frcnn.distributed import gather_objects
 
 log = logging.getLogger(__name__)
 # Kinds that cost a whole row (the others are boxes dropped, rows repaired, annotations left out).
-LOST_ROW_KINDS = frozenset((*ROW_SKIP_KINDS, MISSING_IMAGE_FILE, "no_box_after_clipping"))
+LOST_ROW_KINDS = frozenset(
+    (*ROW_SKIP_KINDS, MISSING_IMAGE_FILE, MISSING_ANNOTATION_FILE, MALFORMED_ANNOTATION_FILE, "no_box_after_clipping")
+)
 
 
 class DataReport(Callback):
@@ -58,6 +60,8 @@ class DataReport(Callback):
             self._check(split, skipped, per_rank, getattr(datamodule, "max_skip_fraction", 1.0))
         if lines and trainer.is_global_zero:
             log.warning("data: rows skipped as bad at step %d — %s", trainer.global_step, "; ".join(lines))
+        elif trainer.is_global_zero and trainer.validating and not trainer.sanity_checking:
+            log.info("data: no row skipped as bad at step %d", trainer.global_step)
         metrics = {f"data/skipped_{kind}": float(count) for kind, count in totals.items()}
         if metrics:
             for logger in trainer.loggers:

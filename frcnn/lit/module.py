@@ -22,7 +22,6 @@ the official COCO protocol, :mod:`frcnn.evaluation.ground_truth`), not against t
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -42,7 +41,6 @@ from frcnn.lit.monitoring import logs_this_step
 from frcnn.modeling.config import checkpoint_model_config
 from frcnn.modeling.faster_rcnn import LOSS_NAMES
 
-log = logging.getLogger("train")
 Batch = tuple[list[Tensor], list[dict[str, Tensor]]]
 VAL_METRIC_NAMES = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large", "mar_100")
 
@@ -125,13 +123,6 @@ class DetectionModule(pl.LightningModule):
         self.log("train/loss", loss.detach(), on_step=True, prog_bar=True, batch_size=batch_size)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, batch_size=batch_size)
         return loss
-
-    def on_train_end(self) -> None:
-        if self.trainer.is_global_zero:
-            log.info(
-                "training ended at step %d; %d steps skipped for a non-finite loss",
-                self.global_step, self.nonfinite_steps.total,
-            )  # fmt: skip
 
     # -------------------------------------------------------------- validation
 

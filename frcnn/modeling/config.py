@@ -1,143 +1,114 @@
 """The model's Hydra config from torchvision-named flat options, and old checkpoints' configs.
 
 ``conf/model/frcnn_r50_fpn.yaml`` composes one node per stage (``transform``, ``backbone``,
-``anchor_generator``, ``rpn``, ``roi_heads``), each with a ``_target_``. ``r50_fpn_config``
-writes the same tree from the flat options torchvision's ``fasterrcnn_resnet50_fpn`` takes;
-it backs ``FasterRCNN.r50_fpn`` and reads the flat ``cfg["model"]`` that checkpoints
+``anchor_generator``, ``rpn``, ``roi_heads``), each with a ``_target_``; its stage files hold the
+model's defaults, and nothing else does. ``r50_fpn_config`` reads those files and sets the flat
+options torchvision's ``fasterrcnn_resnet50_fpn`` takes on the tree (``FLAT_OPTIONS`` says where
+each goes); it backs ``FasterRCNN.r50_fpn`` and reads the flat ``cfg["model"]`` that checkpoints
 written before the stages were separate nodes hold (``checkpoint_model_config``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from frcnn.modeling.transform import IMAGENET_MEAN, IMAGENET_STD
+from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["checkpoint_model_config", "r50_fpn_config"]
+from frcnn.modeling.backbone import pretrained_defaults
 
-_MODULE = "frcnn.modeling"
+__all__ = ["FLAT_OPTIONS", "checkpoint_model_config", "r50_fpn_config"]
+
+MODEL_CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
+# torchvision's flat option -> the key of the composed tree it sets (anchor_sizes and aspect_ratios
+# set several keys: see `_set_anchors`).
+FLAT_OPTIONS = {
+    "backbone_weights": "backbone.weights",
+    "norm": "backbone.norm",
+    "trainable_layers": "backbone.trainable_layers",
+    "grad_checkpointing": "backbone.grad_checkpointing",
+    "fpn_channels": "backbone.out_channels",
+    "min_size": "transform.min_size",
+    "max_size": "transform.max_size",
+    "resize": "transform.resize",
+    "size_divisible": "transform.size_divisible",
+    "image_mean": "transform.image_mean",
+    "image_std": "transform.image_std",
+    **{f"rpn_{key}": f"rpn.{key}" for key in (
+        "pre_nms_top_n_train", "pre_nms_top_n_test", "post_nms_top_n_train", "post_nms_top_n_test", "nms_thresh",
+        "fg_iou_thresh", "bg_iou_thresh", "batch_size_per_image", "positive_fraction", "score_thresh",
+    )},
+    "box_output_size": "roi_heads.pooler.output_size",
+    "box_sampling_ratio": "roi_heads.pooler.sampling_ratio",
+    "box_representation_size": "roi_heads.box_head.representation_size",
+    **{f"box_{key}": f"roi_heads.{key}" for key in (
+        "score_thresh", "nms_thresh", "detections_per_img", "fg_iou_thresh", "bg_iou_thresh",
+        "batch_size_per_image", "positive_fraction",
+    )},
+    "bbox_reg_weights": "roi_heads.bbox_reg_weights",
+    "validate_targets": "validate_targets",
+}  # fmt: skip
 
 
-def r50_fpn_config(
-    num_classes: int | None = 81,
-    *,
-    backbone_weights: str | None = None,
-    norm: str = "frozen_bn",
-    trainable_layers: int = 3,
-    grad_checkpointing: bool = False,
-    fpn_channels: int = 256,
-    min_size: int = 800,
-    max_size: int = 1333,
-    resize: bool = True,
-    size_divisible: int = 32,
-    image_mean: Sequence[float] = IMAGENET_MEAN,
-    image_std: Sequence[float] = IMAGENET_STD,
-    anchor_sizes: Sequence[float] = (32, 64, 128, 256, 512),
-    aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
-    rpn_pre_nms_top_n_train: int = 2000,
-    rpn_pre_nms_top_n_test: int = 1000,
-    rpn_post_nms_top_n_train: int = 2000,
-    rpn_post_nms_top_n_test: int = 1000,
-    rpn_nms_thresh: float = 0.7,
-    rpn_fg_iou_thresh: float = 0.7,
-    rpn_bg_iou_thresh: float = 0.3,
-    rpn_batch_size_per_image: int = 256,
-    rpn_positive_fraction: float = 0.5,
-    rpn_score_thresh: float = 0.0,
-    box_output_size: int = 7,
-    box_sampling_ratio: int = 2,
-    box_representation_size: int = 1024,
-    box_score_thresh: float = 0.05,
-    box_nms_thresh: float = 0.5,
-    box_detections_per_img: int = 100,
-    box_fg_iou_thresh: float = 0.5,
-    box_bg_iou_thresh: float = 0.5,
-    box_batch_size_per_image: int = 512,
-    box_positive_fraction: float = 0.25,
-    bbox_reg_weights: Sequence[float] = (10.0, 10.0, 5.0, 5.0),
-    validate_targets: bool = True,
-) -> dict[str, Any]:
-    """The ``FasterRCNN`` R50-FPN config tree (``hydra.utils.instantiate`` builds it).
+def r50_fpn_config(num_classes: int | None = 81, *, resize: bool = True, **options: Any) -> dict[str, Any]:
+    """The ``FasterRCNN`` R50-FPN config tree (``hydra.utils.instantiate`` builds it): the
+    defaults of ``conf/model/frcnn_r50_fpn.yaml``, with ``options`` set by torchvision's names
+    (``rpn_pre_nms_top_n_train``, ``box_score_thresh``, ``min_size``, ``anchor_sizes``,
+    ``aspect_ratios``, …; ``FLAT_OPTIONS``) plus ``backbone_weights`` (a torchvision ``resnet50``
+    state-dict file), ``norm``, ``trainable_layers``, ``grad_checkpointing``, ``fpn_channels``
+    and ``validate_targets``.
 
-    Options carry torchvision's names and defaults, plus ``backbone_weights`` (a torchvision
-    ``resnet50`` state-dict file), ``norm``, ``trainable_layers``, ``grad_checkpointing``,
-    ``resize`` (False: the data pipeline resized already) and ``validate_targets``.
+    ``resize`` is True here (the model resizes its input to ``min_size``/``max_size``, 800/1333
+    by default, as torchvision's does); the training config sets it False because the data
+    loader resizes. ``norm`` and ``trainable_layers``, null in ``conf/model`` (``train.py`` sets
+    them from the weights it is given), default to torchvision's values for a model from
+    ImageNet or COCO weights, FrozenBN and 3, so that torchvision's weights load as they are.
+    Raises ``TypeError`` for an option that is not one of these.
     """
-    return {
-        "_target_": f"{_MODULE}.FasterRCNN",
-        "num_classes": num_classes,
-        "validate_targets": validate_targets,
-        "transform": {
-            "_target_": f"{_MODULE}.transform.ImageTransform",
-            "min_size": min_size,
-            "max_size": max_size,
-            "resize": resize,
-            "size_divisible": size_divisible,
-            "image_mean": list(image_mean),
-            "image_std": list(image_std),
-        },
-        "backbone": {
-            "_target_": f"{_MODULE}.backbone.resnet_fpn",
-            "depth": 50,
-            "weights": backbone_weights,
-            "norm": norm,
-            "trainable_layers": trainable_layers,
-            "grad_checkpointing": grad_checkpointing,
-            "out_channels": fpn_channels,
-        },
-        "anchor_generator": {
-            "_target_": f"{_MODULE}.anchors.AnchorGenerator",
-            "sizes": [[size] for size in anchor_sizes],
-            "aspect_ratios": [list(aspect_ratios)] * len(anchor_sizes),
-        },
-        "rpn": {
-            "_target_": f"{_MODULE}.rpn.RegionProposalNetwork",
-            "head": {
-                "_target_": f"{_MODULE}.rpn.RPNHead",
-                "channels": fpn_channels,
-                "num_anchors_per_location": len(aspect_ratios),
-            },
-            "fg_iou_thresh": rpn_fg_iou_thresh,
-            "bg_iou_thresh": rpn_bg_iou_thresh,
-            "batch_size_per_image": rpn_batch_size_per_image,
-            "positive_fraction": rpn_positive_fraction,
-            "pre_nms_top_n_train": rpn_pre_nms_top_n_train,
-            "pre_nms_top_n_test": rpn_pre_nms_top_n_test,
-            "post_nms_top_n_train": rpn_post_nms_top_n_train,
-            "post_nms_top_n_test": rpn_post_nms_top_n_test,
-            "nms_thresh": rpn_nms_thresh,
-            "score_thresh": rpn_score_thresh,
-        },
-        "roi_heads": {
-            "_target_": f"{_MODULE}.roi_heads.RoIHeads",
-            "pooler": {
-                "_target_": f"{_MODULE}.poolers.MultiScaleRoIAlign",
-                "strides": [4, 8, 16, 32],
-                "output_size": box_output_size,
-                "sampling_ratio": box_sampling_ratio,
-            },
-            "box_head": {
-                "_target_": f"{_MODULE}.roi_heads.TwoMLPHead",
-                "in_channels": fpn_channels,
-                "resolution": box_output_size,
-                "representation_size": box_representation_size,
-            },
-            "box_predictor": {
-                "_target_": f"{_MODULE}.roi_heads.BoxPredictor",
-                "representation_size": box_representation_size,
-                "num_classes": num_classes,
-            },
-            "fg_iou_thresh": box_fg_iou_thresh,
-            "bg_iou_thresh": box_bg_iou_thresh,
-            "batch_size_per_image": box_batch_size_per_image,
-            "positive_fraction": box_positive_fraction,
-            "bbox_reg_weights": list(bbox_reg_weights),
-            "score_thresh": box_score_thresh,
-            "nms_thresh": box_nms_thresh,
-            "detections_per_img": box_detections_per_img,
-        },
-    }
+    tree = _load(MODEL_CONF / "frcnn_r50_fpn.yaml")
+    tree.num_classes = num_classes
+    for key, value in pretrained_defaults(True).items():
+        if tree.backbone[key] is None:
+            tree.backbone[key] = value
+    anchors = {key: options.pop(key) for key in ("anchor_sizes", "aspect_ratios") if key in options}
+    unknown = sorted(set(options) - set(FLAT_OPTIONS))
+    if unknown:
+        raise TypeError(f"r50_fpn_config() got unexpected options {unknown}")
+    for name, value in {"resize": resize, **options}.items():
+        OmegaConf.update(tree, FLAT_OPTIONS[name], list(value) if isinstance(value, tuple) else value, merge=False)
+    _set_anchors(tree, **anchors)
+    return OmegaConf.to_container(tree, resolve=True)
+
+
+def _set_anchors(tree: DictConfig, anchor_sizes: Any = None, aspect_ratios: Any = None) -> None:
+    """torchvision's one size per level and one list of ratios for all levels, on the tree."""
+    if anchor_sizes is not None:
+        tree.anchor_generator.sizes = [[size] for size in anchor_sizes]
+    if aspect_ratios is not None or anchor_sizes is not None:
+        ratios = list(aspect_ratios) if aspect_ratios is not None else list(tree.anchor_generator.aspect_ratios[0])
+        tree.anchor_generator.aspect_ratios = [ratios] * len(tree.anchor_generator.sizes)
+        tree.rpn.head.num_anchors_per_location = len(ratios)
+
+
+def _load(path: Path) -> DictConfig:
+    """A ``conf/model`` file with its defaults list merged in, as Hydra composes it: a
+    ``stage: option`` entry loads ``<stage>/<option>.yaml`` under ``stage``, a bare name a file
+    of the same folder, ``_self_`` the file's own keys (last when absent)."""
+    node = OmegaConf.load(path)
+    defaults = list(node.pop("defaults", None) or ["_self_"])
+    if "_self_" not in defaults:
+        defaults.append("_self_")
+    merged = OmegaConf.create()
+    for entry in defaults:
+        if entry == "_self_":
+            merged = OmegaConf.merge(merged, node)
+        elif isinstance(entry, str):
+            merged = OmegaConf.merge(merged, _load(path.parent / f"{entry}.yaml"))
+        else:
+            ((stage, option),) = entry.items()
+            merged = OmegaConf.merge(merged, {stage: _load(path.parent / stage / f"{option}.yaml")})
+    return merged
 
 
 def checkpoint_model_config(model_cfg: Mapping[str, Any]) -> dict[str, Any]:

@@ -69,6 +69,17 @@ def test_clipping_and_iscrowd_pass_through():
     assert labels.tolist() == [1, 80] and iscrowd.tolist() == [False, True] and counts == {}
 
 
+def test_difficult_objects_are_left_out_of_training_like_crowds():
+    """VOC's `objects.difficult`: flagged with the crowds (the stream trains on neither)."""
+    objects = {"bbox": [[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 30.0, 30.0], [1.0, 1.0, 9.0, 9.0]], "category": [0, 1, 2]}
+    row = {"width": 64, "height": 48, "objects": {**objects, "iscrowd": [1, 0, 0], "difficult": [0, 1, 0]}}
+    assert row_targets(row, (48, 64), NUM_CLASSES)[2].tolist() == [True, True, False]
+    assert kinds.has_trainable_box(row)
+    assert not kinds.has_trainable_box({**row, "objects": {**row["objects"], "difficult": [0, 1, 1]}})
+    with pytest.raises(BadRow, match=re.escape("objects has 3 boxes, 3 categories and 2 difficult flags")):
+        row_targets({**row, "objects": {**objects, "difficult": [0, 1]}}, (48, 64), NUM_CLASSES)
+
+
 def test_empty_objects_and_null_size_columns():
     row = {"width": None, "height": None, "objects": {"bbox": [], "category": []}}
     boxes, labels, iscrowd, counts = row_targets(row, (48, 64), NUM_CLASSES)

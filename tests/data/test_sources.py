@@ -61,7 +61,7 @@ class MemorySource(DataSource):
 def test_a_new_source_is_one_class_and_one_yaml(tmp_path):
     conf = shutil.copytree(CONF_DIR, tmp_path / "conf")
     (conf / "data" / "memory.yaml").write_text(
-        "defaults:\n  - coco_folder  # its loader options\n  - _self_\n"
+        "defaults:\n  - base/datamodule@_here_  # the data module's shared options\n  - _self_\n"
         "source:\n  _target_: test_sources.MemorySource\n  _partial_: true\npath: '6'\n"
     )
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):

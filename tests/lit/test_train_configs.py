@@ -31,8 +31,10 @@ def _coco_folder(root: Path) -> Path:
 
 
 @pytest.mark.parametrize("experiment", _options("experiment"))
-def test_experiment_instantiates(compose_train, experiment):
+def test_experiment_instantiates(compose_train, experiment, tmp_path):
     cfg = compose_train([f"experiment={experiment}"])
+    if OmegaConf.is_missing(cfg.data, "path"):  # a folder the user names (VOC); nothing is read from it here
+        cfg.data.path = str(tmp_path)
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     assert cfg.model.num_classes in (None, datamodule.num_classes)  # null: train.py takes the data's
     model = hydra.utils.instantiate(cfg.model, num_classes=datamodule.num_classes, _convert_="all")
@@ -107,6 +109,8 @@ def test_data_option_instantiates(compose_train, tmp_path, data):
     overrides = [f"data={data}"]
     if data == "coco_folder":
         overrides.append(f"data.path={_coco_folder(tmp_path / 'coco')}")
+    elif data == "voc":
+        overrides.append(f"data.path={tmp_path}")  # the VOC classes are fixed: nothing is read yet
     cfg = compose_train(overrides)
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     assert datamodule.class_names[0] == "background"

@@ -12,7 +12,7 @@ from frcnn.detector import build_model
 from frcnn.evaluation.checkpoint import load_checkpoint
 from frcnn.lit import DetectionModule
 from frcnn.modeling import FasterRCNN
-from frcnn.modeling.config import checkpoint_model_config
+from frcnn.modeling.config import checkpoint_model_config, r50_fpn_config
 
 # conf/model/frcnn_r50_fpn.yaml as checkpoints written before the stages were nodes hold it
 # (resolved, num_classes filled in by train.py).
@@ -42,7 +42,19 @@ PRETRAINED = ["model.num_classes=5", "model.backbone.norm=frozen_bn", "model.bac
 
 def test_old_flat_config_translates_to_the_composed_tree(compose_train):
     composed = OmegaConf.to_container(compose_train(PRETRAINED).model, resolve=True)
-    assert checkpoint_model_config(OLD_FLAT_MODEL) == checkpoint_model_config(composed)
+    translated = checkpoint_model_config(OLD_FLAT_MODEL)
+    # The flat config named the sizes of a resize that is off (the data module resizes): inert.
+    assert translated["transform"].pop("min_size") == 800 and translated["transform"].pop("max_size") == 1333
+    assert translated == checkpoint_model_config(composed)
+
+
+def test_factory_defaults_are_the_yaml(compose_train):
+    """One place for the defaults: the factory reads conf/model, so a value changed there
+    changes both."""
+    # The two backbone options the training app sets from the weights: the factory's are torchvision's.
+    composed = OmegaConf.to_container(compose_train([*PRETRAINED, "model.num_classes=7"]).model, resolve=True)
+    assert r50_fpn_config(7, resize=False) == composed
+    assert r50_fpn_config(7)["transform"]["resize"] is True  # a model for Python users resizes its input
 
 
 def test_old_flat_config_builds_the_same_model(compose_train):
