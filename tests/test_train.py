@@ -178,3 +178,22 @@ def test_a_diverging_run_stops_in_one_line(tiny_overrides, tmp_path):
     train_log = (run_dir / "train.log").read_text()
     assert "learning rate inf = optimizer.lr inf x total batch 2 / optimizer.reference_batch 16" in train_log
     assert line.split(" - ", 1)[1] in train_log
+
+
+@pytest.mark.slow
+def test_a_diverging_ddp_run_stops_every_rank_in_one_line(tiny_overrides, tmp_path):
+    """Two CPU ranks: both skip steps 1 and 2 (Lightning refuses a skipped training_step under
+    DDP, so the backward runs and the gradients are dropped) and stop together; one line."""
+    run_dir = tmp_path / "run"
+    overrides = [
+        *_cli_overrides(tiny_overrides), f"hydra.run.dir={run_dir}", "trainer=ddp", "trainer.accelerator=cpu",
+        "trainer.devices=2", "optimizer.lr=inf", "module.max_nonfinite_steps=2", "trainer.max_steps=10",
+        "callbacks.last_checkpoint.every_n_train_steps=1",
+    ]  # fmt: skip
+    result = _run_cli(overrides, cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    assert "Traceback" not in output
+    (line,) = [line for line in output.splitlines() if "DivergenceError" in line]
+    assert "2 steps in a row (steps 1-2;" in line and f"{run_dir / 'checkpoints' / 'last.ckpt'} (step 1;" in line
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 1

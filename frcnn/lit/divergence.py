@@ -1,7 +1,8 @@
 """Steps skipped for a non-finite loss: counted, and a run of them stops training.
 
-A NaN or infinite loss skips its step (no backward, no update; the decision is agreed across
-ranks, so every rank counts the same). ``max_consecutive`` such steps in a row mean the run
+A NaN or infinite loss skips its step: its gradients are dropped before the optimizer step, so
+nothing is updated (the backward still runs: DDP's all-reduce needs every rank). The decision
+is agreed across ranks, so every rank counts the same. ``max_consecutive`` such steps in a row mean the run
 has diverged: every rank raises ``DivergenceError`` at the same step, and ``train.py`` exits
 with one line. While a run of skips lasts, no checkpoint is written
 (``frcnn.lit.checkpointing``): the weights of a diverging run are never kept as the best,
@@ -14,6 +15,7 @@ import logging
 from collections.abc import Mapping
 
 import lightning.pytorch as pl
+from lightning.pytorch.utilities import rank_zero_only
 
 log = logging.getLogger("train")
 
@@ -55,10 +57,11 @@ class NonFiniteSteps:
         self.consecutive += 1
         values = ", ".join(f"{name}={value:.4g}" for name, value in losses.items())
         if self.consecutive < self.max_consecutive:
-            log.warning(
-                "non-finite loss at step %d (%s): step skipped (%d in a row of module.max_nonfinite_steps=%d)",
-                step, values, self.consecutive, self.max_consecutive,
-            )  # fmt: skip
+            if rank_zero_only.rank == 0:  # every rank skips the same step
+                log.warning(
+                    "non-finite loss at step %d (%s): step skipped (%d in a row of module.max_nonfinite_steps=%d)",
+                    step, values, self.consecutive, self.max_consecutive,
+                )  # fmt: skip
             return
         restart = (
             f"resume from the last checkpoint written before them, {self._checkpoint_before}"

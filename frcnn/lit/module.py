@@ -80,6 +80,7 @@ class DetectionModule(pl.LightningModule):
         self.model = hydra.utils.instantiate(cfg["model"], _convert_="all")
         self.per_class_ap = bool(cfg.get("module", {}).get("per_class_ap", False))
         self.nonfinite_steps = NonFiniteSteps(cfg.get("module", {}).get("max_nonfinite_steps", 10))
+        self._skip_update = False  # a non-finite loss since the last optimizer step
         self.val_metric = COCOEvaluator(label_to_category_id, class_metrics=self.per_class_ap)
 
     @classmethod
@@ -103,8 +104,8 @@ class DetectionModule(pl.LightningModule):
         images, targets = batch
         losses = self.model(images, targets)
         loss = sum(losses.values())
-        # One host sync per step to decide the skip, agreed across ranks so that DDP never
-        # waits for a backward that one rank dropped.
+        # One host sync per step to decide the skip, agreed across ranks: every rank skips the
+        # same steps and stops at the same one.
         finite = self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True)
         if finite:
             self.nonfinite_steps.finite()
@@ -112,17 +113,27 @@ class DetectionModule(pl.LightningModule):
             values = {name: value.item() for name, value in losses.items()}
             lr = self.optimizers().param_groups[0]["lr"]
             self.nonfinite_steps.skip(self.global_step, values, lr, describe_last_checkpoint(self.trainer))
+            self._skip_update = True
         batch_size = len(images)
         if logs_this_step(self.trainer):  # a host-to-device copy: only at the logging interval
             self.log("train/skipped_steps", float(self.nonfinite_steps.total), on_step=True, batch_size=batch_size)
         if not finite:
-            return None
+            # The loss still goes through backward (DDP's gradient all-reduce needs every rank's;
+            # Lightning refuses a None under DDP); on_before_optimizer_step drops the gradients.
+            return loss
         self.log_dict(
             {f"train/{name}": losses[name].detach() for name in LOSS_NAMES}, on_step=True, batch_size=batch_size
         )
         self.log("train/loss", loss.detach(), on_step=True, prog_bar=True, batch_size=batch_size)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, batch_size=batch_size)
         return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """A step (or accumulation window) with a non-finite loss updates nothing: without
+        gradients the optimizer leaves every weight, momentum and decay untouched."""
+        if self._skip_update:
+            optimizer.zero_grad(set_to_none=True)
+            self._skip_update = False
 
     # -------------------------------------------------------------- validation
 

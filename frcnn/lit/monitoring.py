@@ -56,7 +56,7 @@ class TrainingHealth(Callback):
         if not logs_this_step(trainer):
             return
         grads = [param.grad for group in optimizer.param_groups for param in group["params"] if param.grad is not None]
-        if grads:  # none in a step skipped for a non-finite loss
+        if grads:  # a step with a non-finite loss logs its non-finite norm (then the module drops them)
             pl_module.log("train/grad_norm", torch.nn.utils.get_total_norm(grads), on_step=True, batch_size=1)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
