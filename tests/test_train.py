@@ -152,18 +152,15 @@ def test_resume_true_finds_last_checkpoint_of_the_run_folder(compose_train, tiny
     assert resume_checkpoint(cfg) == str(last)
 
 
-@pytest.mark.slow
-def test_a_diverging_run_stops_in_one_line(tiny_overrides, tmp_path):
-    """lr=inf: step 0 is finite and breaks the weights, steps 1 and 2 are skipped, the run stops at
-    step 2 with exit code 1 and one line; the validation inside the skipped stretch keeps no best
-    checkpoint, and last.ckpt stays the one written before the first skip (step 1)."""
-    run_dir = tmp_path / "run"
+def _diverge(tiny_overrides: list[str], run_dir: Path, *extra: str) -> str:
+    """train.py at lr=inf: step 0 is finite and breaks the weights, steps 1 and 2 are skipped,
+    module.max_nonfinite_steps=2 stops the run at step 2. Checks exit code 1, one line naming the
+    steps and last.ckpt of step 1 (written before the first skip, and not since); returns that line."""
     overrides = [
         *_cli_overrides(tiny_overrides), f"hydra.run.dir={run_dir}", "optimizer.lr=inf", "module.max_nonfinite_steps=2",
-        "trainer.max_steps=10", "trainer.val_check_interval=2", "callbacks.last_checkpoint.every_n_train_steps=1",
-        "logger=csv",
+        "trainer.max_steps=10", "callbacks.last_checkpoint.every_n_train_steps=1", *extra,
     ]  # fmt: skip
-    result = _run_cli(overrides, cwd=tmp_path)
+    result = _run_cli(overrides, cwd=run_dir.parent)
     output = result.stdout + result.stderr
     assert result.returncode == 1, output[-3000:]
     assert "Traceback" not in output
@@ -171,10 +168,19 @@ def test_a_diverging_run_stops_in_one_line(tiny_overrides, tmp_path):
     last = run_dir / "checkpoints" / "last.ckpt"
     assert "2 steps in a row (steps 1-2; at step 2: rpn_cls=nan" in line and "learning rate inf" in line
     assert f"resume from the last checkpoint written before them, {last} (step 1;" in line
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 1
+    return line
+
+
+@pytest.mark.slow
+def test_a_diverging_run_stops_in_one_line(tiny_overrides, tmp_path):
+    """The validation inside the skipped stretch keeps no best checkpoint; train.log has the
+    learning-rate line and the stop line."""
+    run_dir = tmp_path / "run"
+    line = _diverge(tiny_overrides, run_dir, "trainer.val_check_interval=2", "logger=csv")
     with open(run_dir / "csv" / "metrics.csv") as file:
         assert len([row for row in csv.DictReader(file) if row.get("val/map")]) == 1, "one validation, in the stretch"
     assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]
-    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 1
     train_log = (run_dir / "train.log").read_text()
     assert "learning rate inf = optimizer.lr inf x total batch 2 / optimizer.reference_batch 16" in train_log
     assert line.split(" - ", 1)[1] in train_log
@@ -182,18 +188,6 @@ def test_a_diverging_run_stops_in_one_line(tiny_overrides, tmp_path):
 
 @pytest.mark.slow
 def test_a_diverging_ddp_run_stops_every_rank_in_one_line(tiny_overrides, tmp_path):
-    """Two CPU ranks: both skip steps 1 and 2 (Lightning refuses a skipped training_step under
-    DDP, so the backward runs and the gradients are dropped) and stop together; one line."""
-    run_dir = tmp_path / "run"
-    overrides = [
-        *_cli_overrides(tiny_overrides), f"hydra.run.dir={run_dir}", "trainer=ddp", "trainer.accelerator=cpu",
-        "trainer.devices=2", "optimizer.lr=inf", "module.max_nonfinite_steps=2", "trainer.max_steps=10",
-        "callbacks.last_checkpoint.every_n_train_steps=1",
-    ]  # fmt: skip
-    result = _run_cli(overrides, cwd=tmp_path)
-    output = result.stdout + result.stderr
-    assert result.returncode == 1, output[-3000:]
-    assert "Traceback" not in output
-    (line,) = [line for line in output.splitlines() if "DivergenceError" in line]
-    assert "2 steps in a row (steps 1-2;" in line and f"{run_dir / 'checkpoints' / 'last.ckpt'} (step 1;" in line
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 1
+    """Two CPU ranks skip the same steps (Lightning refuses a skipped training_step under DDP: the
+    backward runs and the gradients are dropped) and stop together, with one line between them."""
+    _diverge(tiny_overrides, tmp_path / "run", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
