@@ -22,6 +22,7 @@ import lightning.pytorch as pl
 import torch
 from hydra.errors import InstantiationException
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
@@ -31,6 +32,7 @@ from frcnn.data.schema import SchemaError
 from frcnn.data.source import DataSourceError
 from frcnn.initialise import initialise
 from frcnn.lit import DetectionModule
+from frcnn.lit.divergence import DivergenceError
 from frcnn.lit.module import ConfigError
 from frcnn.lit.quiet import quiet_lightning
 
@@ -60,6 +62,9 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.get("cpu_threads"):
         torch.set_num_threads(cfg.cpu_threads)
     preflight.check_config(cfg)
+    with open_dict(cfg):  # null backbone norm / trainable_layers: what the weights call for, also in checkpoints
+        for key, value in preflight.resolve_backbone_training(cfg.model, cfg.get("require_weights")).items():
+            cfg.model.backbone[key] = value
     ckpt_path = resume_checkpoint(cfg)
 
     check_accelerator(cfg.trainer)
@@ -71,6 +76,7 @@ def train(cfg: DictConfig) -> float | None:
     # The run's config without Hydra's own node (present when composed by tests), resolved.
     module_cfg = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]), resolve=True)
     module = DetectionModule(module_cfg, datamodule.class_names, datamodule.label_to_category_id)
+    preflight.check_frozen_layers(cfg.model, module.model.backbone)
     if ckpt_path is not None:
         preflight.check_resume_checkpoint(ckpt_path, module.model)
     elif cfg.model.get("weights"):
@@ -130,13 +136,14 @@ def main(cfg: DictConfig) -> float | None:
     quiet_lightning()
     try:
         return train(cfg)
-    except USER_ERRORS as error:
+    except (*USER_ERRORS, DivergenceError) as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         if isinstance(error, InstantiationException) and isinstance(error.__cause__, USER_ERRORS):
             error = error.__cause__  # e.g. the data module's own one-line error, not Hydra's wrapper
         message = " ".join(str(error).split())
-        log.error("%s: %s (HYDRA_FULL_ERROR=1 for the traceback)", type(error).__name__, message)
+        if rank_zero_only.rank == 0 or not isinstance(error, DivergenceError):  # every rank stops at the same step
+            log.error("%s: %s (HYDRA_FULL_ERROR=1 for the traceback)", type(error).__name__, message)
         sys.exit(1)
 
 

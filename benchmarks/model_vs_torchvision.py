@@ -212,11 +212,14 @@ def main() -> None:
         syncs = {name: host_syncs(model, run, batch, device) for name, model in models.items()}
         rows.append((label, str(syncs["torchvision"]), str(syncs["frcnn"]), f"{syncs['frcnn'] / syncs['torchvision']:.2f}×"))
 
+    setting = f"{args.model}; {args.images} images resized to {size} px (max {size * 5 // 3}); medians of {args.repeats} after one warm-up round"
+    print_table(device, setting, rows)
+
+
+def print_table(device: torch.device, setting: str, rows: list[tuple[str, ...]]) -> None:
+    """The device, the versions and ``setting`` in one line, then ``rows`` as one markdown table."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(
-        f"{args.model}; device: {name}; torch {torch.__version__}, torchvision {torchvision.__version__}; {args.images} images "
-        f"resized to {size} px (max {size * 5 // 3}); medians of {args.repeats} after one warm-up round"
-    )
+    print(f"device: {name}; torch {torch.__version__}, torchvision {torchvision.__version__}; {setting}")
     print("| measure | torchvision | frcnn | frcnn vs torchvision |\n|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")

@@ -1,10 +1,13 @@
 """Checks that `train.py` runs before the first step, each failing in one line that names the key and the fix.
 
-- `check_config`: `model.weights` where the experiment requires it (`weights_required`), data keys (`data.batch_size`, `data.num_workers`, `data.min_size`/`max_size`/
+- `check_config`: `model.weights` where the experiment requires it (`require_weights: detector`), data keys (`data.batch_size`, `data.num_workers`, `data.min_size`/`max_size`/
   `square_size`, `data.max_pixels`, `data.max_skip_fraction`), and every folder the run will
   write (run folder, checkpoint folders, the data source's folder when its data is still to be made).
   (Parquet footers are the data source's own check, when it opens a split.)
 - `resolve_num_classes`: an explicit `model.num_classes` that conflicts with the data.
+- `resolve_backbone_training`: no pretrained weights where the recipe needs them (`require_weights`),
+  and the backbone's null `norm`/`trainable_layers`; `check_frozen_layers`: backbone layers
+  frozen at random weights (a warning in one line).
 - `check_resume_checkpoint`: `ckpt_path` is a checkpoint of this app whose weights fit the
   model built from this config (not random bytes, a bare state dict or a torchvision one).
 - `check_checkpoint_space`: each checkpoint folder has room for a checkpoint of the model built.
@@ -29,6 +32,8 @@ from omegaconf import DictConfig
 
 from frcnn.data.datamodule import build_source
 from frcnn.checkpoint import CheckpointError, load_checkpoint
+from frcnn.modeling.backbone import pretrained_defaults
+from frcnn.modeling.norm import FrozenBatchNorm2d
 
 log = logging.getLogger("train")
 
@@ -39,7 +44,9 @@ class PreflightError(ValueError):
 
 def check_config(cfg: Mapping[str, Any]) -> None:
     """The data keys and the folders of a composed `train.yaml` config (see the module docstring)."""
-    if cfg.get("weights_required") and not cfg["model"].get("weights"):
+    if cfg.get("require_weights") not in (None, "pretrained", "detector"):
+        raise PreflightError(f"require_weights={cfg.get('require_weights')!r}: use null, pretrained or detector")
+    if cfg.get("require_weights") == "detector" and not cfg["model"].get("weights"):
         raise PreflightError(
             "model.weights is required: fine-tuning starts from a trained detector, pass model.weights=PATH "
             "(a .ckpt, a python -m frcnn.convert file, a torchvision .pth) or model.weights=FasterRCNN_ResNet50_FPN_Weights.COCO_V1"
@@ -165,6 +172,48 @@ def resolve_num_classes(model_num_classes: int | None, data_num_classes: int, cl
             f"(background included): leave model.num_classes unset (null) to take the data's"
         )
     return data_num_classes
+
+
+def resolve_backbone_training(model_cfg: Mapping[str, Any], require_weights: str | None = None) -> dict[str, Any]:
+    """The backbone's null `norm` and `trainable_layers` filled in by torchvision's rule
+    (`frcnn.modeling.backbone.pretrained_defaults`), for `train.py` to set before the model is built.
+
+    Stops when `require_weights` (`pretrained`: the COCO recipes) and neither `model.backbone.weights` nor
+    `model.weights` is set.
+    """
+    backbone = model_cfg.get("backbone") or {}
+    pretrained = has_pretrained_weights(model_cfg)
+    if require_weights and not pretrained:
+        raise PreflightError(
+            "this recipe trains from pretrained weights but model.backbone.weights and model.weights are null: "
+            "set model.backbone.weights=/path/to/resnet50-0676ba61.pth (torchvision's ImageNet V1 file; "
+            "model.backbone.weights=IMAGENET1K_V1 downloads it) or model.weights=<detector weights file>"
+        )
+    defaults = pretrained_defaults(pretrained)
+    return {key: value for key, value in defaults.items() if key in backbone and backbone[key] is None}
+
+
+def has_pretrained_weights(model_cfg: Mapping[str, Any]) -> bool:
+    """Whether the run starts from ImageNet backbone weights or from whole-detector weights."""
+    return bool((model_cfg.get("backbone") or {}).get("weights") or model_cfg.get("weights"))
+
+
+def check_frozen_layers(model_cfg: Mapping[str, Any], backbone: torch.nn.Module) -> None:
+    """Warn in one line when `backbone` (as built) freezes layers that no weights initialise:
+    they would keep their random values for the whole run."""
+    if has_pretrained_weights(model_cfg):
+        return
+    frozen_weights = sum(not parameter.requires_grad for parameter in backbone.parameters())
+    frozen_norms = sum(isinstance(module, FrozenBatchNorm2d) for module in backbone.modules())
+    if frozen_weights or frozen_norms:
+        node = model_cfg["backbone"]
+        log.warning(
+            "model.backbone.trainable_layers=%s and model.backbone.norm=%s freeze %d weight tensors and %d batch norms "
+            "of the backbone, but model.backbone.weights is null: they keep their random initial values for the whole "
+            "run; give ImageNet weights (model.backbone.weights=...) or train every layer (model.backbone.trainable_layers "
+            "and model.backbone.norm left null, or set to the backbone's maximum and bn)",
+            node.get("trainable_layers"), node.get("norm"), frozen_weights, frozen_norms,
+        )  # fmt: skip
 
 
 def check_resume_checkpoint(path: str | Path, model: torch.nn.Module) -> None:

@@ -187,3 +187,38 @@ def test_train_py_stops_in_one_line(tiny_overrides, tmp_path, override, message)
     assert result.returncode == 1, output[-2000:]
     assert message in output, output[-2000:]
     assert "Traceback" not in output and len([line for line in output.splitlines() if "Error" in line]) == 1
+
+
+def test_frozen_layers_need_weights(compose_train, caplog):
+    """The offline demo trains every layer and says nothing; frozen random layers warn in one line;
+    the COCO recipes refuse to start without weights."""
+    import hydra
+    from omegaconf import open_dict
+
+    from frcnn.preflight import check_frozen_layers, resolve_backbone_training
+
+    def resolve(overrides: list[str]):
+        """The backbone node as train.py completes it, and its warning (if any)."""
+        cfg = compose_train(overrides)
+        with open_dict(cfg):
+            cfg.model.backbone.update(resolve_backbone_training(cfg.model, cfg.require_weights))
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="train"):
+            check_frozen_layers(cfg.model, hydra.utils.instantiate({**cfg.model.backbone, "weights": None}))
+        return (cfg.model.backbone.norm, cfg.model.backbone.trainable_layers), caplog.text.splitlines()
+
+    assert resolve(["data=shapes"]) == (("bn", 5), [])  # torchvision's rule without weights: all layers train
+    (norm, layers), (line,) = resolve(["data=shapes", "model.backbone.trainable_layers=3"])
+    assert (norm, layers) == ("bn", 3)
+    # Stem: conv1 + bn1 (weight, bias) = 3; layer1: 3 blocks x 3 x (conv + bn weight, bias) + downsample 3 = 30.
+    assert "model.backbone.trainable_layers=3 and model.backbone.norm=bn freeze 33 weight tensors and 0 batch norms" in line
+    assert "model.backbone.weights is null" in line
+    # With weights (not loaded here: the check reads the config), torchvision's fine-tuning default, silently.
+    weights = ["model.backbone.weights=/weights/resnet50.pth"]
+    assert resolve(weights) == (("frozen_bn", 3), [])
+
+    for experiment in ("coco_26ep", "coco_1x"):
+        with pytest.raises(PreflightError, match=r"model.backbone.weights and model.weights are null: set model.backbone.weights="):
+            resolve([f"experiment={experiment}"])
+        assert resolve([f"experiment={experiment}", *weights]) == (("frozen_bn", 3), [])
+        assert resolve([f"experiment={experiment}", "++model.weights=/weights/detector.pt"]) == (("frozen_bn", 3), [])

@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SMALL = [
     "model.rpn.pre_nms_top_n_train=300", "model.rpn.post_nms_top_n_train=150", "model.rpn.pre_nms_top_n_test=150",
     "model.rpn.post_nms_top_n_test=50", "model.roi_heads.batch_size_per_image=64",
-    "model.roi_heads.score_thresh=0.0", "model.roi_heads.detections_per_img=100",  # an untrained model still detects
+    # An untrained model still detects, and every class keeps boxes: 50 proposals x 20 classes fit in 1000.
+    "model.roi_heads.score_thresh=0.0", "model.roi_heads.detections_per_img=1000",
 ]  # fmt: skip
 
 
@@ -32,7 +33,8 @@ def test_voc_experiment_is_the_seed_recipe(compose_train):
     assert cfg.data.source._target_ == "frcnn.data.sources.voc.VOCDevkit" and cfg.monitor == "val/voc07_map"
     assert (cfg.data.min_size, cfg.data.max_size, cfg.data.hflip_prob, cfg.data.batch_size) == (600, 1000, 0.5, 1)
     assert [list(pair) for pair in cfg.data.train_sets] == [[2007, "trainval"], [2012, "trainval"]]
-    assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.001, 0.9, 5e-4)
+    assert (cfg.optimizer.lr, cfg.optimizer.reference_batch, cfg.optimizer.algorithm.momentum) == (0.001, 1, 0.9)
+    assert cfg.optimizer.algorithm.weight_decay == 5e-4
     assert (list(cfg.scheduler.milestones), cfg.scheduler.warmup_steps, cfg.trainer.max_epochs) == ([14], 0, 20)
     assert cfg.callbacks.voc_metric._target_ == "frcnn.lit.voc_validation.VOCValidation"
 

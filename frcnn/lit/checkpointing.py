@@ -1,4 +1,6 @@
-"""Checkpoints that survive kills: atomic writes, and `last.ckpt` every N optimizer steps."""
+"""Checkpoints that survive kills: atomic writes, and `last.ckpt` every N optimizer steps.
+Neither `last.ckpt` nor the best checkpoint is written while steps are being skipped for a
+non-finite loss (`frcnn.lit.divergence`)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,10 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from frcnn.lit.divergence import skipping_nonfinite
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +98,27 @@ class LastCheckpoint(Callback):
         self._save(trainer)
 
     def _save(self, trainer: pl.Trainer) -> None:
-        if trainer.fast_dev_run or self.saved_step == trainer.global_step:
+        if trainer.fast_dev_run or self.saved_step == trainer.global_step or skipping_nonfinite(trainer.lightning_module):
             return
         trainer.save_checkpoint(self.path, weights_only=False)  # the full state: resume continues from it
         self.saved_step = trainer.global_step
+
+
+def describe_last_checkpoint(trainer: pl.Trainer) -> str:
+    """`last.ckpt` (what a run resumes from): its path, its step and the command that resumes
+    from it; "" when none was written."""
+    callback = next((cb for cb in trainer.callbacks if isinstance(cb, LastCheckpoint) and cb.path.is_file()), None)
+    if callback is None:
+        return ""
+    step = f"step {callback.saved_step}" if callback.saved_step is not None else "written before this run resumed"
+    return f"{callback.path} ({step}; python train.py ckpt_path={callback.path})"
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """Lightning's `ModelCheckpoint`, except that no checkpoint is taken while steps are being
+    skipped for a non-finite loss: a validation of diverged weights never becomes the best."""
+
+    def _should_skip_saving_checkpoint(self, trainer: pl.Trainer) -> bool:
+        # The one check that every saving hook of ModelCheckpoint (validation end, epoch end,
+        # every N steps) asks first.
+        return super()._should_skip_saving_checkpoint(trainer) or skipping_nonfinite(trainer.lightning_module)

@@ -26,7 +26,6 @@ samplers drawing from a generator of the module's own, seeded anew at every vali
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,9 @@ from torch import Tensor
 from frcnn.checkpoint import CheckpointError, instantiate_model, load_checkpoint
 from frcnn.evaluation import COCOEvaluator
 from frcnn.evaluation.inference import in_original_pixels
+from frcnn.lit.checkpointing import describe_last_checkpoint
+from frcnn.lit.divergence import NonFiniteSteps
+from frcnn.lit.monitoring import logs_this_step
 from frcnn.modeling.faster_rcnn import LOSS_NAMES
 
 Batch = tuple[list[Tensor], list[dict[str, Tensor]]]
@@ -53,12 +55,13 @@ class ConfigError(ValueError):
 
 class DetectionModule(pl.LightningModule):
     """Wraps the detector: four losses in training, COCO mAP in validation, the optimizer and
-    its schedule. What a run shows besides (speed, memory, pictures) and the per-rank random
-    state live in callbacks (`frcnn.lit.monitoring`, `frcnn.lit.rng_state`).
+    its schedule. A step with a non-finite loss is skipped and counted; too many in a row stop
+    the run (`frcnn.lit.divergence`). What a run shows besides (speed, memory, health, pictures)
+    and the per-rank random state live in callbacks (`frcnn.lit.monitoring`, `frcnn.lit.rng_state`).
 
     Args:
         cfg: the resolved training config as a plain dict (see the module docstring); this
-            module reads ``model``, ``optimizer``, ``scheduler`` and ``module``.
+            module reads ``model``, ``optimizer``, ``scheduler``, ``module`` and ``data.batch_size``.
         class_names: index = label, background first; names per-class AP and drawn boxes.
         label_to_category_id: label -> dataset category id, for the COCO evaluation.
     """
@@ -83,6 +86,8 @@ class DetectionModule(pl.LightningModule):
         self.val_loss = bool(cfg.get("module", {}).get("val_loss", False))
         self._val_generator: torch.Generator | None = None
         self._val_loss_sums: Tensor | None = None  # [5]: the four losses times images, and images
+        self.nonfinite_steps = NonFiniteSteps(cfg.get("module", {}).get("max_nonfinite_steps", 10))
+        self._skip_update = False  # a non-finite loss since the last optimizer step
         self.val_metric = COCOEvaluator(label_to_category_id, class_metrics=self.per_class_ap)
 
     @classmethod
@@ -106,22 +111,36 @@ class DetectionModule(pl.LightningModule):
         images, targets = batch
         losses = self.model(images, targets)
         loss = sum(losses.values())
-        # One host sync per step to decide the skip, agreed across ranks so that DDP never
-        # waits for a backward that one rank dropped.
+        # One host sync per step to decide the skip, agreed across ranks: every rank skips the
+        # same steps and stops at the same one.
         finite = self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True)
-        if not finite:
-            values = ", ".join(f"{name}={value.item():.4g}" for name, value in losses.items())
-            warnings.warn(
-                f"non-finite loss at step {self.global_step} ({values}): step skipped", RuntimeWarning, stacklevel=1
-            )
-            return None
+        if finite:
+            self.nonfinite_steps.finite()
+        else:  # counted; at module.max_nonfinite_steps in a row, every rank raises DivergenceError here
+            values = {name: value.item() for name, value in losses.items()}
+            lr = self.optimizers().param_groups[0]["lr"]
+            self.nonfinite_steps.skip(self.global_step, values, lr, describe_last_checkpoint(self.trainer))
+            self._skip_update = True
         batch_size = len(images)
+        if logs_this_step(self.trainer):  # a host-to-device copy: only at the logging interval
+            self.log("train/skipped_steps", float(self.nonfinite_steps.total), on_step=True, batch_size=batch_size)
+        if not finite:
+            # The loss still goes through backward (DDP's gradient all-reduce needs every rank's;
+            # Lightning refuses a None under DDP); on_before_optimizer_step drops the gradients.
+            return loss
         self.log_dict(
             {f"train/{name}": losses[name].detach() for name in LOSS_NAMES}, on_step=True, batch_size=batch_size
         )
         self.log("train/loss", loss.detach(), on_step=True, prog_bar=True, batch_size=batch_size)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, batch_size=batch_size)
         return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """A step (or accumulation window) with a non-finite loss updates nothing: without
+        gradients the optimizer leaves every weight, momentum and decay untouched."""
+        if self._skip_update:
+            optimizer.zero_grad(set_to_none=True)
+            self._skip_update = False
 
     # -------------------------------------------------------------- validation
 
@@ -198,7 +217,7 @@ class DetectionModule(pl.LightningModule):
         total_steps = int(total_steps) if math.isfinite(total_steps) else None
         steps_per_epoch = self.cfg["scheduler"].get("steps_per_epoch") or self._steps_per_epoch(total_steps)
         try:
-            optimizer = hydra.utils.instantiate(self.cfg["optimizer"], _convert_="all")(params)
+            optimizer = hydra.utils.instantiate(self.cfg["optimizer"], _convert_="all")(params, total_batch=self._total_batch())
         except (TypeError, ValueError) as error:
             raise ConfigError(f"optimizer {_describe(self.cfg['optimizer'])}: {error}") from error
         try:
@@ -208,6 +227,11 @@ class DetectionModule(pl.LightningModule):
         except (TypeError, ValueError) as error:
             raise ConfigError(f"scheduler {_describe(self.cfg['scheduler'])}: {error}") from error
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _total_batch(self) -> int:
+        """Images per optimizer step: ``data.batch_size`` × devices × nodes × accumulated batches."""
+        trainer = self.trainer
+        return int(self.cfg["data"]["batch_size"]) * trainer.world_size * trainer.accumulate_grad_batches
 
     def _steps_per_epoch(self, total_steps: int | None) -> int | None:
         """Optimizer steps in one pass over the training data: from the loader's length (our

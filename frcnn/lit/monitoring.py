@@ -1,4 +1,5 @@
-"""What a run shows besides its losses: training speed and memory, and validation pictures."""
+"""What a run shows besides its losses: training speed and memory, training health, and
+validation pictures."""
 
 from __future__ import annotations
 
@@ -32,6 +33,37 @@ class TrainingSpeed(Callback):
         if pl_module.device.type == "cuda":
             peak_gib = torch.cuda.max_memory_allocated(pl_module.device) / 2**30
             pl_module.log("train/peak_mem_gib", peak_gib, on_step=True, batch_size=1)
+
+
+def logs_this_step(trainer: pl.Trainer) -> bool:
+    """Whether the values logged in this training step reach the loggers (every
+    ``trainer.log_every_n_steps``): the question Lightning's ``LearningRateMonitor`` asks too."""
+    return trainer._logger_connector.should_update_logs
+
+
+class TrainingHealth(Callback):
+    """At the logging interval only (a logged tensor is read from the device when the loggers
+    write it, so other steps pay no host synchronisation):
+
+    - ``train/rpn_positive_anchors``, ``train/roi_foreground_samples``: objects among the
+      sampled anchors and proposals per image (``model.training_stats``); near zero means
+      the anchors or the proposals miss the objects.
+    - ``train/grad_norm``: the total 2-norm of the gradients before clipping (after mixed
+      precision unscales them); a climb precedes divergence.
+    """
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer) -> None:
+        if not logs_this_step(trainer):
+            return
+        grads = [param.grad for group in optimizer.param_groups for param in group["params"] if param.grad is not None]
+        if grads:  # a step with a non-finite loss logs its non-finite norm (then the module drops them)
+            pl_module.log("train/grad_norm", torch.nn.utils.get_total_norm(grads), on_step=True, batch_size=1)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if not logs_this_step(trainer):
+            return
+        for name, value in getattr(pl_module.model, "training_stats", {}).items():
+            pl_module.log(f"train/{name}", value, on_step=True, batch_size=1)
 
 
 class ValidationPictures(Callback):

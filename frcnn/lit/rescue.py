@@ -18,7 +18,8 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 
-from frcnn.lit.checkpointing import LastCheckpoint
+from frcnn.lit.checkpointing import describe_last_checkpoint
+from frcnn.lit.divergence import DivergenceError
 
 log = logging.getLogger("train")
 
@@ -39,6 +40,8 @@ class RescueCheckpoint(Callback):
         self.filename = filename
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, DivergenceError):  # every rank stops at once; diverged weights are not worth keeping
+            return
         stopped = f"run stopped at step {trainer.global_step} by {type(exception).__name__}"
         if trainer.world_size > 1:
             log.error("%s on rank %d; %s", stopped, trainer.global_rank, _last_complete_checkpoint(trainer))
@@ -67,14 +70,10 @@ class RescueCheckpoint(Callback):
 
 def _last_complete_checkpoint(trainer: pl.Trainer) -> str:
     """Where a multi-process run resumes from, in words."""
-    for callback in trainer.callbacks:
-        if isinstance(callback, LastCheckpoint) and callback.path.is_file():
-            step = f"step {callback.saved_step}" if callback.saved_step is not None else "written before this run resumed"
-            return (
-                f"a multi-process run saves no state on failure: resume from {callback.path} "
-                f"({step}; python train.py ckpt_path={callback.path})"
-            )
-    return "a multi-process run saves no state on failure, and no checkpoint was written before it"
+    checkpoint = describe_last_checkpoint(trainer)
+    if not checkpoint:
+        return "a multi-process run saves no state on failure, and no checkpoint was written before it"
+    return f"a multi-process run saves no state on failure: resume from {checkpoint}"
 
 
 def _stop_other_ranks(trainer: pl.Trainer) -> None:

@@ -32,7 +32,8 @@ class RunReport(Callback):
       precision, devices, run folder;
     - after every validation (not the sanity check), the COCO table and every other ``val/*``
       number logged (per-class AP aside);
-    - at fit end, one summary: steps and time, training images/s, the last losses, the best
+    - at fit end, one summary: steps and time, steps skipped for a non-finite loss
+      (``frcnn.lit.divergence``), training images/s, the last losses, the best
       checkpoint by ``monitor``, ``last.ckpt``, and the next commands with their paths.
 
     Args:
@@ -84,9 +85,10 @@ class RunReport(Callback):
         train_s = max(time.perf_counter() - self._train_start - self._validation_s, 1e-9)
         steps = trainer.global_step - self._first_step
         since = f" (from step {self._first_step})" if self._first_step else ""
+        skipped = getattr(getattr(pl_module, "nonfinite_steps", None), "total", 0)
         lines = [
             f"done: {steps} steps{since} in {_duration(time.perf_counter() - self._train_start)}, {_why_stopped(trainer)}; "
-            f"{self._images / train_s:.1f} images/s in training (validation aside)",
+            f"{skipped} skipped for a non-finite loss; {self._images / train_s:.1f} images/s in training (validation aside)",
             "last losses: " + _losses(trainer.callback_metrics),
         ]
         best = next((cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor == self.monitor), None)

@@ -21,7 +21,7 @@ from torch.utils.checkpoint import checkpoint
 from frcnn.modeling.fpn import FPN
 from frcnn.modeling.norm import ConvNorm, FrozenBatchNorm2d, conv_norm
 
-__all__ = ["BackboneWithFPN", "ResNet", "load_backbone_weights", "resnet_fpn"]
+__all__ = ["BackboneWithFPN", "ResNet", "load_backbone_weights", "pretrained_defaults", "resnet_fpn"]
 
 # torchvision's stage names, from the output end backwards: ``trainable_layers = k``
 # leaves the last k of them trainable.
@@ -145,19 +145,31 @@ class BackboneWithFPN(nn.Module):
         return self.fpn(self.body(images))
 
 
+def pretrained_defaults(pretrained: bool) -> dict[str, str | int]:
+    """``norm`` and ``trainable_layers`` for a body with or without pretrained weights
+    (torchvision's ``fasterrcnn_resnet50_fpn`` rule): frozen BN and layer2–layer4 trained on
+    ImageNet weights; every layer trained, with batch statistics, from a random init (frozen
+    random layers would never learn)."""
+    return {"norm": "frozen_bn", "trainable_layers": 3} if pretrained else {"norm": "bn", "trainable_layers": 5}
+
+
 def resnet_fpn(
     depth: int = 50,
     *,
     weights: str | None = None,
-    norm: str = "frozen_bn",
-    trainable_layers: int = 3,
+    norm: str | None = None,
+    trainable_layers: int | None = None,
     grad_checkpointing: bool = False,
     out_channels: int = 256,
 ) -> BackboneWithFPN:
     """ResNet-``depth`` + FPN with ``out_channels`` per level (torchvision's ``resnet_fpn_backbone``).
 
     ``weights``: ImageNet weights for the body, see ``load_backbone_weights``; None: random init.
+    ``norm``, ``trainable_layers``: None takes ``pretrained_defaults(weights given)``.
     """
+    defaults = pretrained_defaults(bool(weights))
+    norm = defaults["norm"] if norm is None else norm
+    trainable_layers = defaults["trainable_layers"] if trainable_layers is None else trainable_layers
     body = ResNet(depth, norm, trainable_layers, grad_checkpointing)
     if weights:
         load_backbone_weights(body, weights)

@@ -16,6 +16,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from frcnn.modeling.backbone import pretrained_defaults
+
 __all__ = ["FLAT_OPTIONS", "INITIALISATION_KEYS", "checkpoint_model_config", "r50_fpn_config"]
 
 # Keys of the model node that say what training starts from (read by frcnn.initialise), not
@@ -63,12 +65,18 @@ def r50_fpn_config(num_classes: int | None = 81, *, resize: bool = True, **optio
 
     ``resize`` is True here (the model resizes its input to ``min_size``/``max_size``, 800/1333
     by default, as torchvision's does); the training config sets it False because the data
-    loader resizes. Raises ``TypeError`` for an option that is not one of these.
+    loader resizes. ``norm`` and ``trainable_layers``, null in ``conf/model`` (``train.py`` sets
+    them from the weights it is given), default to torchvision's values for a model from
+    ImageNet or COCO weights, FrozenBN and 3, so that torchvision's weights load as they are.
+    Raises ``TypeError`` for an option that is not one of these.
     """
     tree = _load(MODEL_CONF / "frcnn_r50_fpn.yaml")
     for key in INITIALISATION_KEYS:  # what the training app starts from, not the model's options
         tree.pop(key, None)
     tree.num_classes = num_classes
+    for key, value in pretrained_defaults(True).items():
+        if tree.backbone[key] is None:
+            tree.backbone[key] = value
     anchors = {key: options.pop(key) for key in ("anchor_sizes", "aspect_ratios") if key in options}
     unknown = sorted(set(options) - set(FLAT_OPTIONS))
     if unknown:

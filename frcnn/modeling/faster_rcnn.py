@@ -31,7 +31,8 @@ class FasterRCNN(nn.Module):
     builds R50-FPN from torchvision's option names).
 
     ``model.train(); losses = model(images, targets)`` returns ``rpn_cls``, ``rpn_box``,
-    ``roi_cls`` and ``roi_box`` (their sum is the training loss);
+    ``roi_cls`` and ``roi_box`` (their sum is the training loss) and leaves the batch's
+    health in ``model.training_stats``;
     ``model.eval(); detections = model(images)`` returns one dict per image with
     ``boxes [K, 4]``, ``scores [K]`` and ``labels [K]``.
 
@@ -80,6 +81,9 @@ class FasterRCNN(nn.Module):
         self.anchor_generator = anchor_generator
         self.rpn = rpn
         self.roi_heads = roi_heads
+        # Health of the last training forward, detached, never part of the loss:
+        # ``rpn_positive_anchors`` and ``roi_foreground_samples`` (sampled per image, batch mean).
+        self.training_stats: dict[str, Tensor] = {}
 
     @classmethod
     def r50_fpn(cls, num_classes: int = 81, **options: Any) -> FasterRCNN:
@@ -97,6 +101,7 @@ class FasterRCNN(nn.Module):
             features = self.backbone(batch.tensor)
             proposals, rpn_losses = self.rpn(batch, features, self._anchors(batch, features), gt)
             _, roi_losses = self.roi_heads(features, proposals, batch.image_sizes, gt)
+            self.training_stats = {**getattr(self.rpn, "training_stats", {}), **getattr(self.roi_heads, "training_stats", {})}
             return {**rpn_losses, **roi_losses}
 
         batch, _ = self.transform(images)

@@ -99,6 +99,8 @@ class RoIHeads(nn.Module):
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
         self.min_size = min_size
+        # Set by each training forward: foreground proposals sampled per image (detached, never a loss).
+        self.training_stats: dict[str, Tensor] = {}
 
     def forward(
         self,
@@ -116,6 +118,7 @@ class RoIHeads(nn.Module):
         """
         if gt is not None:
             samples = self.label_and_sample_proposals(proposals, gt, generator)
+            self.training_stats = {"roi_foreground_samples": samples.positives_per_image()}
             class_logits, box_deltas = self.predict(features, samples.boxes)
             return None, self.losses(class_logits, box_deltas, samples)
         # Proposals are padded to a fixed count per image, valid ones first; on small images

@@ -90,6 +90,8 @@ class RegionProposalNetwork(nn.Module):
         self.nms_thresh = nms_thresh
         self.score_thresh = score_thresh
         self.min_size = min_size
+        # Set by each training forward: positive anchors sampled per image (detached, never a loss).
+        self.training_stats: dict[str, Tensor] = {}
 
     def forward(
         self,
@@ -109,8 +111,11 @@ class RegionProposalNetwork(nn.Module):
         # hold pixel coordinates (bfloat16 steps by 8 px at 1024).
         logits, deltas = (output.float() for output in self.head(features))
         proposals = self.propose(logits.detach(), deltas.detach(), anchors, anchors_per_level, images.image_sizes)
-        losses = {} if gt is None else self.losses(logits, deltas, self.label_and_sample_anchors(anchors, gt, generator))
-        return proposals, losses
+        if gt is None:
+            return proposals, {}
+        samples = self.label_and_sample_anchors(anchors, gt, generator)
+        self.training_stats = {"rpn_positive_anchors": samples.positives_per_image()}
+        return proposals, self.losses(logits, deltas, samples)
 
     @torch.no_grad()
     def propose(

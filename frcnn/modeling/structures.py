@@ -46,3 +46,7 @@ class Samples(NamedTuple):
     labels: Tensor  # [B, S] int64: matched class, 0 for background (and on unused slots)
     boxes: Tensor  # [B, S, 4] xyxy of the sampled candidates
     target_deltas: Tensor  # [B, S, 4] regression targets, 0 where not positive
+
+    def positives_per_image(self) -> Tensor:
+        """Sampled objects (label > 0) per image, averaged over the batch: a float scalar, detached."""
+        return (self.valid & (self.labels > 0)).sum().detach() / self.valid.shape[0]

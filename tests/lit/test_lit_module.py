@@ -10,17 +10,18 @@ from frcnn.lit import DetectionModule
 from frcnn.evaluation.inference import in_original_pixels
 
 
-class NaNFirstDetector(nn.Module):
-    """Stands in for FasterRCNN: four losses from one weight, NaN on the first call."""
+class NaNDetector(nn.Module):
+    """Stands in for FasterRCNN: four losses from one weight, NaN on the calls (from 1) in ``nan_calls``."""
 
-    def __init__(self) -> None:
+    def __init__(self, nan_calls) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(1))
         self.calls = 0
+        self.nan_calls = nan_calls
 
     def forward(self, images, targets=None):
         self.calls += 1
-        scale = math.nan if self.calls == 1 else 1.0
+        scale = math.nan if self.calls in self.nan_calls else 1.0
         loss = (self.weight * scale).sum()
         return {"rpn_cls": loss, "rpn_box": loss, "roi_cls": loss, "roi_box": loss}
 
@@ -37,9 +38,9 @@ def test_hyperparameters_are_plain_containers(compose_train, tiny_overrides):
     assert module.hparams.label_to_category_id == [0, 7]
 
 
-def test_nonfinite_loss_skips_the_step(compose_train, tiny_overrides):
+def test_nonfinite_loss_skips_the_step(compose_train, tiny_overrides, caplog):
     module = _module(compose_train, tiny_overrides)
-    module.model = NaNFirstDetector()
+    module.model = NaNDetector(nan_calls={1})
     image = torch.zeros(3, 8, 8, dtype=torch.uint8)
     target = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
     batches = [([image], [target])] * 2
@@ -48,8 +49,10 @@ def test_nonfinite_loss_skips_the_step(compose_train, tiny_overrides):
         accelerator="cpu", max_epochs=1, max_steps=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False,
     )  # fmt: skip
-    with pytest.warns(RuntimeWarning, match="non-finite loss at step 0"):
+    with caplog.at_level("WARNING", logger="train"):
         trainer.fit(module, train_dataloaders=loader)
+    assert "non-finite loss at step 0 (rpn_cls=nan" in caplog.text
+    assert module.nonfinite_steps.total == 1
     weight = module.model.weight.detach()
     assert torch.isfinite(weight).all()
     assert weight.item() < 1.0, "the finite second step still trains"

@@ -52,9 +52,10 @@ def test_five_step_run_tells_its_story_and_nothing_else(tiny_overrides, tmp_path
     last = run_dir / "checkpoints" / "last.ckpt"
     story = [
         f"run:       {run_dir} (seed 42)", "model:     FasterRCNN (ResNet-50 + FPN), 81 classes",
-        "train: ", "val: 2 images to validate on", "batch:     2 images per step", "lr:        0.02 (SGD",
+        "train: ", "val: 2 images to validate on", "batch:     2 images per step", "lr:        0.0025 (SGD",
+        "learning rate 0.0025 = optimizer.lr 0.02 x total batch 2 / optimizer.reference_batch 16",
         "precision: 32-true", "devices:   1 cpu", "validation at step 5:", "AP    AP50    AP75     APs     APm     APl   AR100",
-        "data: no row skipped as bad at step 5", "done: 5 steps in ", "trainer.max_steps=5 reached", "last losses: loss ",
+        "data: no row skipped as bad at step 5", "done: 5 steps in ", "trainer.max_steps=5 reached; 0 skipped for a non-finite loss", "last losses: loss ",
         f"best val/map ", f": {best}", f"last checkpoint: {last}", f"python evaluate.py ckpt={best}",
         f"python predict.py ckpt={best} input=", f"tensorboard --logdir {run_dir / 'tensorboard'}",
     ]  # fmt: skip

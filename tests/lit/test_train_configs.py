@@ -51,8 +51,44 @@ def test_seed_demo_is_the_seed_recipe(compose_train):
     cfg = compose_train(["experiment=seed_demo"])
     assert (cfg.data.resize, cfg.data.square_size) == ("square", 400)
     assert (cfg.model.backbone.trainable_layers, cfg.model.backbone.grad_checkpointing) == (1, True)
-    assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.005, 0.9, 1e-4)
+    assert (cfg.optimizer.lr, cfg.optimizer.scale_lr) == (0.005, False)  # the notebook's rate at its batch
+    assert (cfg.optimizer.algorithm.momentum, cfg.optimizer.algorithm.weight_decay) == (0.9, 1e-4)
     assert (cfg.trainer.gradient_clip_val, cfg.trainer.precision) == (10.0, "16-mixed")
+
+
+def _recipe(cfg) -> dict:
+    """What a published COCO recipe fixes, from a composed config."""
+    return {
+        "total_batch": cfg.data.batch_size * cfg.trainer.devices * cfg.trainer.num_nodes * cfg.trainer.accumulate_grad_batches,
+        "lr": (cfg.optimizer.lr, cfg.optimizer.reference_batch, cfg.optimizer.scale_lr),
+        "sgd": (cfg.optimizer.algorithm._target_, cfg.optimizer.algorithm.momentum, cfg.optimizer.algorithm.weight_decay),
+        "warmup": (cfg.scheduler.warmup_steps, cfg.scheduler.warmup_factor),
+        "steps": (list(cfg.scheduler.milestones), cfg.scheduler.gamma, cfg.scheduler.steps_per_epoch),
+        "length": (cfg.trainer.max_epochs, cfg.trainer.max_steps),
+        "clip": cfg.trainer.gradient_clip_val,
+        "backbone": (cfg.model.backbone.norm, cfg.model.backbone.trainable_layers, cfg.require_weights),
+        "sizes": (OmegaConf.to_object(cfg.data).get("min_size"), cfg.data.max_size, cfg.data.hflip_prob),
+        "grouping": cfg.data.aspect_ratio_grouping,
+        "rpn_train": (cfg.model.rpn.pre_nms_top_n_train, cfg.model.rpn.post_nms_top_n_train),
+    }
+
+
+def test_coco_26ep_is_torchvisions_recipe(compose_train):
+    """references/detection: --epochs 26 --lr-steps 16 22 --aspect-ratio-group-factor 3, 8 GPUs x 2 images."""
+    assert _recipe(compose_train(["experiment=coco_26ep"])) == {
+        "total_batch": 16, "lr": (0.02, 16, True), "sgd": ("torch.optim.SGD", 0.9, 1e-4), "warmup": (1000, 0.001),
+        "steps": ([16, 22], 0.1, None), "length": (26, -1), "clip": None, "backbone": ("frozen_bn", 3, "pretrained"),
+        "sizes": (800, 1333, 0.5), "grouping": True, "rpn_train": (2000, 2000),
+    }  # fmt: skip
+
+
+def test_coco_1x_is_detectron2s_recipe(compose_train):
+    """faster_rcnn_R_50_FPN_1x.yaml + Base-RCNN-FPN.yaml: 90k iterations of 16 images, steps 60k and 80k."""
+    assert _recipe(compose_train(["experiment=coco_1x"])) == {
+        "total_batch": 16, "lr": (0.02, 16, True), "sgd": ("torch.optim.SGD", 0.9, 1e-4), "warmup": (1000, 0.001),
+        "steps": ([60000, 80000], 0.1, 1), "length": (-1, 90000), "clip": None, "backbone": ("frozen_bn", 3, "pretrained"),
+        "sizes": ([640, 672, 704, 736, 768, 800], 1333, 0.5), "grouping": True, "rpn_train": (2000, 1000),
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -90,7 +126,7 @@ def test_data_option_instantiates(compose_train, tmp_path, data):
 def test_optimizer_and_scheduler_instantiate(compose_train, optimizer, scheduler):
     cfg = compose_train([f"optimizer={optimizer}", f"scheduler={scheduler}"])
     params = [torch.nn.Parameter(torch.zeros(2))]
-    optim = hydra.utils.instantiate(cfg.optimizer, _convert_="all")(params)
+    optim = hydra.utils.instantiate(cfg.optimizer, _convert_="all")(params, total_batch=cfg.optimizer.reference_batch)
     assert optim.param_groups[0]["lr"] == cfg.optimizer.lr
     schedule = hydra.utils.instantiate(cfg.scheduler, _convert_="all")(optim, steps_per_epoch=100, total_steps=1200)
     assert schedule.get_last_lr()[0] == pytest.approx(cfg.optimizer.lr * cfg.scheduler.warmup_factor)
@@ -98,7 +134,8 @@ def test_optimizer_and_scheduler_instantiate(compose_train, optimizer, scheduler
 
 def test_sgd_defaults_are_torchvisions(compose_train):
     cfg = compose_train([])
-    assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.02, 0.9, 1e-4)
+    assert (cfg.optimizer.lr, cfg.optimizer.reference_batch, cfg.optimizer.scale_lr) == (0.02, 16, True)
+    assert (cfg.optimizer.algorithm.momentum, cfg.optimizer.algorithm.weight_decay) == (0.9, 1e-4)
     assert (cfg.scheduler.warmup_steps, list(cfg.scheduler.milestones), cfg.scheduler.gamma) == (500, [8, 11], 0.1)
     assert cfg.trainer.gradient_clip_val == 10.0
 
@@ -153,7 +190,8 @@ def test_optuna_search_composes(compose_train):
 
 def test_finetune_is_the_tutorials_recipe(compose_train):
     cfg = compose_train(["experiment=finetune"])
-    assert cfg.data.source._target_ == "frcnn.data.sources.coco_folder.CocoFolder" and cfg.weights_required
-    assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay, cfg.data.batch_size) == (0.005, 0.9, 5e-4, 2)
+    assert cfg.data.source._target_ == "frcnn.data.sources.coco_folder.CocoFolder" and cfg.require_weights == "detector"
+    algorithm = cfg.optimizer.algorithm
+    assert (cfg.optimizer.lr, cfg.optimizer.reference_batch, algorithm.momentum, algorithm.weight_decay, cfg.data.batch_size) == (0.005, 2, 0.9, 5e-4, 2)
     assert (list(cfg.scheduler.milestones), cfg.scheduler.gamma, cfg.trainer.max_epochs) == ([3, 6, 9], 0.1, 10)
     assert (cfg.trainer.val_check_interval, cfg.trainer.check_val_every_n_epoch, cfg.module.val_loss) == (1.0, 1, True)

@@ -35,8 +35,12 @@ def _shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
     return {key: tuple(value.shape) for key, value in model.state_dict().items()}
 
 
+# What train.py fills in for the null backbone options of a run from ImageNet weights (as old checkpoints were).
+PRETRAINED = ["model.num_classes=5", "model.backbone.norm=frozen_bn", "model.backbone.trainable_layers=3"]
+
+
 def test_old_flat_config_translates_to_the_composed_tree(compose_train):
-    composed = OmegaConf.to_container(compose_train(["model.num_classes=5"]).model, resolve=True)
+    composed = OmegaConf.to_container(compose_train(PRETRAINED).model, resolve=True)
     translated = checkpoint_model_config(OLD_FLAT_MODEL)
     # The flat config named the sizes of a resize that is off (the data module resizes): inert.
     assert translated["transform"].pop("min_size") == 800 and translated["transform"].pop("max_size") == 1333
@@ -46,7 +50,8 @@ def test_old_flat_config_translates_to_the_composed_tree(compose_train):
 def test_factory_defaults_are_the_yaml(compose_train):
     """One place for the defaults: the factory reads conf/model, so a value changed there
     changes both."""
-    composed = OmegaConf.to_container(compose_train(["model.num_classes=7"]).model, resolve=True)
+    # The two backbone options the training app sets from the weights: the factory's are torchvision's.
+    composed = OmegaConf.to_container(compose_train([*PRETRAINED, "model.num_classes=7"]).model, resolve=True)
     for key in INITIALISATION_KEYS:  # what train.py starts the model from, not the model's options
         composed.pop(key)
     assert r50_fpn_config(7, resize=False) == composed
@@ -55,7 +60,7 @@ def test_factory_defaults_are_the_yaml(compose_train):
 
 def test_old_flat_config_builds_the_same_model(compose_train):
     old = hydra.utils.instantiate(checkpoint_model_config(OLD_FLAT_MODEL), _convert_="all")
-    new = instantiate_model(compose_train(["model.num_classes=5"]).model)
+    new = instantiate_model(compose_train([*PRETRAINED, "model.num_classes=5"]).model)
     assert isinstance(old, FasterRCNN) and _shapes(old) == _shapes(new)
     assert old.roi_heads.sampler.batch_size_per_image == 512 and old.rpn.post_nms_top_n == {"train": 2000, "test": 1000}
 

@@ -45,7 +45,19 @@ def test_images_without_objects_train_as_background(model):
     assert set(losses) == {"rpn_cls", "rpn_box", "roi_cls", "roi_box"}
     assert losses["rpn_box"] == 0 and losses["roi_box"] == 0
     assert losses["rpn_cls"] > 0 and losses["roi_cls"] > 0
+    assert model.training_stats == {"rpn_positive_anchors": 0.0, "roi_foreground_samples": 0.0}
     sum(losses.values()).backward()
+
+
+def test_training_leaves_health_statistics_beside_the_losses(model):
+    model.train()
+    losses = model([IMAGE, IMAGE], [target([[8, 8, 40, 40]], [1]), target([[0, 0, 30, 20], [30, 30, 60, 60]], [2, 3])])
+    stats = model.training_stats
+    assert set(stats) == {"rpn_positive_anchors", "roi_foreground_samples"} and not set(stats) & set(losses)
+    assert not any(value.requires_grad for value in stats.values())
+    # Every object's best anchors are positive, and every ground-truth box joins the RoI samples
+    # as a foreground: at least (1 + 2) / 2 per image.
+    assert stats["rpn_positive_anchors"] >= 1.5 and stats["roi_foreground_samples"] >= 1.5
 
 
 def test_eval_returns_one_dict_per_image_in_input_pixels():

@@ -18,6 +18,7 @@ def test_label_and_sample_proposals_adds_the_ground_truth():
     samples = heads.label_and_sample_proposals(proposals, gt)
     chosen = {i: l for i, l, v in zip(samples.index[0].tolist(), samples.labels[0].tolist(), samples.valid[0].tolist()) if v}
     assert chosen == {0: 2, 1: 0, 3: 2}  # candidate 3 is the ground-truth box itself
+    assert samples.positives_per_image() == 2.0
     assert torch.equal(samples.target_deltas[0][samples.index[0] == 3], torch.zeros(1, 4))
     class_logits, box_deltas = heads.predict([torch.randn(1, 8, 16, 16)] * 4, samples.boxes)
     assert class_logits.shape == (1, samples.index.shape[1], 3) and box_deltas.shape == (1, samples.index.shape[1], 12)

@@ -20,6 +20,7 @@ def test_label_and_sample_anchors_by_hand():
     assert torch.equal(samples.boxes[0], anchors[samples.index[0]])
     # Image 1 has no objects: every anchor is background.
     assert samples.valid[1].sum() == 4 and samples.labels[1].eq(0).all() and samples.target_deltas[1].eq(0).all()
+    assert samples.positives_per_image() == 1.0  # (2 + 0) objects / 2 images: the health figure the RPN leaves
 
     logits = torch.zeros(2, 4, requires_grad=True)
     losses = rpn.losses(logits, torch.zeros(2, 4, 4), samples)
