@@ -35,7 +35,7 @@ from frcnn.evaluation.visualize import draw_detections, draw_proposals
 from frcnn.modeling.config import checkpoint_model_config, r50_fpn_config
 from frcnn.ops.rescale import to_original_pixels
 
-__all__ = ["Detections", "Detector", "build_model"]
+__all__ = ["Detections", "Detector", "build_model", "inference_settings"]
 
 # A bare state dict (python -m frcnn.convert) has no data config: torchvision's COCO resize.
 _BARE_RESIZE = {"mode": "keep_ratio", "min_size": 800, "max_size": 1333, "square_size": 800}
@@ -107,6 +107,21 @@ def _num_classes(checkpoint: LoadedCheckpoint) -> int:
     return int(weight.shape[0])
 
 
+def inference_settings(
+    checkpoint: LoadedCheckpoint, num_classes: int
+) -> tuple[dict[str, Any], list[str], list[int] | dict[int, int] | None]:
+    """What a checkpoint's model needs around it: the resize of its data config
+    (``build_resize``'s options), its class names (index = label) and label → category id."""
+    if checkpoint.is_bare:
+        coco = num_classes == len(COCO_CLASSES) + 1
+        class_names = ["background", *COCO_CLASSES] if coco else ["background", *map(str, range(1, num_classes))]
+        return dict(_BARE_RESIZE), class_names, [0, *COCO_CATEGORY_IDS] if coco else None
+    data_cfg = checkpoint.cfg.get("data", {})
+    resize_cfg = {key: data_cfg.get("resize" if key == "mode" else key, value) for key, value in _BARE_RESIZE.items()}
+    class_names = checkpoint.class_names or ["background", *map(str, range(1, num_classes))]
+    return resize_cfg, list(class_names), checkpoint.label_to_category_id
+
+
 def resolve_device(name: str | torch.device) -> torch.device:
     """`auto`: CUDA when there is one, else the CPU; any other name as `torch.device` reads it."""
     if str(name) == "auto":
@@ -163,17 +178,7 @@ class Detector:
         """
         checkpoint = load_checkpoint(path)
         model = build_model(checkpoint)
-        num_classes = model.num_classes
-        if checkpoint.is_bare:
-            resize_cfg = dict(_BARE_RESIZE)
-            coco = num_classes == len(COCO_CLASSES) + 1
-            class_names = ["background", *COCO_CLASSES] if coco else ["background", *map(str, range(1, num_classes))]
-            label_to_category_id = [0, *COCO_CATEGORY_IDS] if coco else None
-        else:
-            data_cfg = checkpoint.cfg.get("data", {})
-            resize_cfg = {key: data_cfg.get("resize" if key == "mode" else key, value) for key, value in _BARE_RESIZE.items()}
-            class_names = checkpoint.class_names or ["background", *map(str, range(1, num_classes))]
-            label_to_category_id = checkpoint.label_to_category_id
+        resize_cfg, class_names, label_to_category_id = inference_settings(checkpoint, model.num_classes)
         resize_cfg.update({key: value for key, value in (("min_size", min_size), ("max_size", max_size)) if value})
         if isinstance(amp_dtype, str):
             amp_dtype = getattr(torch, amp_dtype)
