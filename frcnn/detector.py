@@ -184,6 +184,18 @@ class Detector:
             amp_dtype = getattr(torch, amp_dtype)
         return cls(model, class_names, build_resize(**resize_cfg), label_to_category_id, device, amp_dtype, batch_size)
 
+    @classmethod
+    def from_onnx(cls, path: str | os.PathLike, batch_size: int = 4, providers: Sequence[str] | None = None) -> Detector:
+        """A file of ``python export.py``, run by onnxruntime (``providers``; None: CUDA when
+        available, else the CPU); the file resizes the images itself. Raises
+        :class:`~frcnn.export.runtime.ModelFileError` (one line) for a file it cannot run."""
+        from frcnn.export.onnx_module import OnnxModule
+        from frcnn.export.runtime import OnnxDetector
+
+        runner = OnnxDetector(path, providers)
+        prepare = build_resize("none", **{key: _BARE_RESIZE[key] for key in ("min_size", "max_size", "square_size")})
+        return cls(OnnxModule(runner), runner.class_names, prepare, runner.label_to_category_id, "cpu", None, batch_size)
+
     # ------------------------------------------------------------------ inputs
 
     def __call__(self, images: ImageInput | Sequence[ImageInput]) -> list[Detections]:

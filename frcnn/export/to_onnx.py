@@ -30,14 +30,12 @@ from frcnn.detector import build_model, inference_settings
 from frcnn.evaluation.checkpoint import load_checkpoint
 from frcnn.export.graph import ExportableDetector, ResizeSpec
 from frcnn.export.onnx_ops import TRANSLATIONS
+from frcnn.export.runtime import FORMAT, FORMAT_VERSION, OUTPUT_NAMES
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ExportError", "export_checkpoint", "export_detector"]
+__all__ = ["ExportError", "export_checkpoint", "export_detector"]
 
-FORMAT = "frcnn-detector"  # metadata "format": what the reader checks first
-FORMAT_VERSION = 1  # metadata "format_version": bumped when inputs, outputs or metadata change
 OPSET = 18  # Resize with antialias needs 18; RoiAlign's coordinate mode 16
 INPUT_NAMES = ["images"]
-OUTPUT_NAMES = ["boxes", "scores", "labels", "batch_index"]
 _INNER_NAMES = ["batch", "size", "orig_size"]  # preprocess → detect
 
 
@@ -97,7 +95,7 @@ def export_detector(
             (batch, size, orig_size),
             ({0: num_images, 2: divisor * padded_height, 3: divisor * padded_width}, None, None),
             _INNER_NAMES,
-            OUTPUT_NAMES,
+            list(OUTPUT_NAMES),
         )
     merged = onnx.compose.merge_models(
         preprocess, detect, io_map=[(name, name) for name in _INNER_NAMES], prefix1="preprocess/", prefix2="detect/"
