@@ -142,8 +142,8 @@ def test_blank_and_degenerate_images_give_valid_outputs(runner):
     assert empty["boxes"].shape == (0, 4) and empty["labels"].shape == (0,)
 
 
-def test_metadata_and_reader_errors(runner, exported, tmp_path):
-    assert runner.class_names[0] == "background" and len(runner.class_names) == 4  # shapes: 3 classes
+def test_metadata_and_reader_errors(runner, pytorch, exported, tmp_path):
+    assert runner.class_names == pytorch.class_names and runner.label_to_category_id == list(pytorch.label_to_category_id)
     assert runner.resize == {"mode": "keep_ratio", "min_size": 128, "max_size": 160, "square_size": 800}
     assert runner.settings["model"]["roi_heads"]["detections_per_img"] == 10
     with pytest.raises(ValueError, match="must be uint8"):
