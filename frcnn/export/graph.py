@@ -66,7 +66,7 @@ class ExportableDetector(nn.Module):
     boxes ``[N, 4]`` float32 (xyxy in input pixels), scores ``[N]``, labels ``[N]`` int64
     (1..C-1), batch_index ``[N]`` int64; each image's detections best first.
 
-    Exported as two graphs joined into one file (``frcnn.export.onnx``): ``preprocess`` and
+    Exported as two graphs joined into one file (``frcnn.export.to_onnx``): ``preprocess`` and
     ``detect``. The export's shape reasoning could not follow the resize rule's sizes
     through a ResNet in reasonable time; ``detect`` sees only a batch padded to
     ``size_divisible`` × (h, w) and the sizes as a tensor, which it follows in seconds.
@@ -166,7 +166,8 @@ class Detect(nn.Module):
         # that one class of the NMS node serves them all.
         columns = math.isqrt(num_labels - 1) + 1
         cell = (image_sizes.max() + 1) * torch.stack([labels % columns, labels // columns], dim=1).to(boxes.dtype)
-        selected = nms(boxes + cell.repeat(1, 2), torch.where(candidate.flatten(1), scores, float("-inf"))[:, None], roi_heads.nms_thresh)
+        candidate_scores = torch.where(candidate.flatten(1), scores, float("-inf"))
+        selected = nms(boxes + cell.repeat(1, 2), candidate_scores[:, None], roi_heads.nms_thresh)
         kept, valid = top_selected(selected, scores, roi_heads.detections_per_img)
         image_index, slot = torch.nonzero(valid, as_tuple=True)
         index = kept[image_index, slot]
