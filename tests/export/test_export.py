@@ -215,12 +215,17 @@ def test_predict_backend_onnxruntime_equals_pytorch(exported, tiny_checkpoint, p
     assert [entry["file"] for entry in eager] == [entry["file"] for entry in from_file]
     assert [(e["width"], e["height"]) for e in eager] == [(e["width"], e["height"]) for e in from_file]
     assert sum(len(entry["scores"]) for entry in eager) == 40
-    # predictions.json rounds boxes to 0.01 px and scores to 1e-4: well within the tolerance
     arrays = [[{"boxes": np.array(e["boxes"]).reshape(-1, 4), "scores": np.array(e["scores"]), "labels": np.array(e["labels"])}
                for e in entries] for entries in (eager, from_file)]  # fmt: skip
-    floor = sum(unmatched(expected, pytorch_detections(pytorch, scene, resize="float")) for expected, scene in zip(
-        [[entry] for entry in arrays[0]], scenes))  # fmt: skip
-    assert unmatched(arrays[0], arrays[1]) <= floor
+    # The floor as predictions.json holds it: boxes rounded to 0.01 px (a 1-px box then moves
+    # by up to 2 % IoU), scores to 1e-4.
+    float_resized = [pytorch_detections(pytorch, scene, resize="float")[0] for scene in scenes]
+    for result in float_resized:
+        result["boxes"], result["scores"] = result["boxes"].double().round(decimals=2), result["scores"].double().round(decimals=4)
+    floor = unmatched(arrays[0], float_resized)
+    missing = unmatched(arrays[0], arrays[1])
+    print(f"predict.py: 40 PyTorch detections, unmatched in the file's: {missing}, PyTorch's floor {floor}")
+    assert missing <= floor
 
 
 def test_bad_inputs_give_one_line(exported, tmp_path):
