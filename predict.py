@@ -36,6 +36,7 @@ from frcnn.detector import Detections, Detector
 from frcnn.checkpoint import CheckpointError
 from frcnn.evaluation.coco_format import coco_results, write_json
 from frcnn.evaluation.visualize import save_picture
+from frcnn.export.runtime import ModelFileError
 from frcnn.preflight import PreflightError, check_whole
 from frcnn.progress import image_progress
 
@@ -128,14 +129,26 @@ class Recorder:
         return predictions
 
 
+def load_detector(cfg: DictConfig) -> Detector:
+    """The checkpoint's model in PyTorch, or (``backend=onnxruntime``) an exported file in onnxruntime."""
+    if cfg.backend == "pytorch":
+        return Detector.from_checkpoint(
+            cfg.ckpt, cfg.device, cfg.amp_dtype, cfg.batch_size, min_size=cfg.min_size, max_size=cfg.max_size
+        )
+    if cfg.backend != "onnxruntime":
+        raise UsageError(f"backend={cfg.backend}: use pytorch (a checkpoint) or onnxruntime (a file of export.py)")
+    if cfg.proposals or cfg.min_size or cfg.max_size:
+        raise UsageError("an exported model has its resize inside and returns detections only: drop proposals, min_size, max_size")
+    providers = {"auto": None, "cpu": ["CPUExecutionProvider"]}.get(str(cfg.device).split(":")[0], ["CUDAExecutionProvider"])
+    return Detector.from_onnx(cfg.ckpt, cfg.batch_size, providers)
+
+
 def predict(cfg: DictConfig) -> dict[str, Any]:
     """Run the whole prediction; returns what predictions.json holds."""
     _check(cfg)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     files = collect_images(cfg.input)
-    detector = Detector.from_checkpoint(
-        cfg.ckpt, cfg.device, cfg.amp_dtype, cfg.batch_size, min_size=cfg.min_size, max_size=cfg.max_size
-    )
+    detector = load_detector(cfg)
     loader = DataLoader(
         ImageFileDataset(files, detector.prepare), batch_size=cfg.batch_size, num_workers=cfg.num_workers, collate_fn=list
     )
@@ -170,7 +183,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
 def main(cfg: DictConfig) -> None:
     try:
         predict(cfg)
-    except (CheckpointError, NoImagesError, UsageError, PreflightError) as error:
+    except (CheckpointError, ModelFileError, NoImagesError, UsageError, PreflightError) as error:
         print(f"predict.py: {error}", file=sys.stderr)
         sys.exit(1)
 

@@ -25,13 +25,13 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from frcnn.checkpoint import build_model, coco_layout, load_checkpoint
+from frcnn.checkpoint import LoadedCheckpoint, build_model, coco_layout, load_checkpoint
 from frcnn.data.image_files import ImageInput, ImageReadError, load_image
 from frcnn.data.transforms import build_resize, inference_min_size
 from frcnn.evaluation.visualize import draw_detections, draw_proposals
 from frcnn.ops.rescale import to_original_pixels
 
-__all__ = ["Detections", "Detector", "build_model"]
+__all__ = ["Detections", "Detector", "build_model", "inference_settings"]
 
 # A bare state dict (python -m frcnn.convert) has no data config: torchvision's COCO resize.
 _BARE_RESIZE = {"mode": "keep_ratio", "min_size": 800, "max_size": 1333, "square_size": 800}
@@ -67,6 +67,22 @@ class Detections:
             "labels": self.labels.tolist(),
             "names": self.names,
         }
+
+
+def inference_settings(
+    checkpoint: LoadedCheckpoint, num_classes: int
+) -> tuple[dict[str, Any], list[str], list[int] | dict[int, int] | None]:
+    """What a checkpoint's model needs around it: the resize of its data config
+    (``build_resize``'s options; a multi-scale run's list of sizes: its last), its class names
+    (index = label) and label → category id."""
+    if checkpoint.is_bare:
+        class_names, label_to_category_id = coco_layout(num_classes) or (["background", *map(str, range(1, num_classes))], None)
+        return dict(_BARE_RESIZE), list(class_names), label_to_category_id
+    data_cfg = checkpoint.cfg.get("data", {})
+    resize_cfg = {key: data_cfg.get("resize" if key == "mode" else key, value) for key, value in _BARE_RESIZE.items()}
+    resize_cfg["min_size"] = inference_min_size(resize_cfg["min_size"])
+    class_names = checkpoint.class_names or ["background", *map(str, range(1, num_classes))]
+    return resize_cfg, list(class_names), checkpoint.label_to_category_id
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -125,20 +141,23 @@ class Detector:
         """
         checkpoint = load_checkpoint(path)
         model = build_model(checkpoint)
-        num_classes = model.num_classes
-        if checkpoint.is_bare:
-            resize_cfg = dict(_BARE_RESIZE)
-            class_names, label_to_category_id = coco_layout(num_classes) or (["background", *map(str, range(1, num_classes))], None)
-        else:
-            data_cfg = checkpoint.cfg.get("data", {})
-            resize_cfg = {key: data_cfg.get("resize" if key == "mode" else key, value) for key, value in _BARE_RESIZE.items()}
-            class_names = checkpoint.class_names or ["background", *map(str, range(1, num_classes))]
-            label_to_category_id = checkpoint.label_to_category_id
-        resize_cfg["min_size"] = inference_min_size(resize_cfg["min_size"])  # a multi-scale run's list: its last
+        resize_cfg, class_names, label_to_category_id = inference_settings(checkpoint, model.num_classes)
         resize_cfg.update({key: value for key, value in (("min_size", min_size), ("max_size", max_size)) if value})
         if isinstance(amp_dtype, str):
             amp_dtype = getattr(torch, amp_dtype)
         return cls(model, class_names, build_resize(**resize_cfg), label_to_category_id, device, amp_dtype, batch_size)
+
+    @classmethod
+    def from_onnx(cls, path: str | os.PathLike, batch_size: int = 4, providers: Sequence[str] | None = None) -> Detector:
+        """A file of ``python export.py``, run by onnxruntime (``providers``; None: CUDA when
+        available, else the CPU); the file resizes the images itself. Raises
+        :class:`~frcnn.export.runtime.ModelFileError` (one line) for a file it cannot run."""
+        from frcnn.export.onnx_module import OnnxModule
+        from frcnn.export.runtime import OnnxDetector
+
+        runner = OnnxDetector(path, providers)
+        prepare = build_resize("none", **{key: _BARE_RESIZE[key] for key in ("min_size", "max_size", "square_size")})
+        return cls(OnnxModule(runner), runner.class_names, prepare, runner.label_to_category_id, "cpu", None, batch_size)
 
     # ------------------------------------------------------------------ inputs
 

@@ -55,6 +55,9 @@ class AnchorGenerator(nn.Module):
         """
         grid_sizes = tuple(tuple(f.shape[-2:]) for f in feature_maps)
         device = feature_maps[0].device
+        counts = [h * w * len(cell) for (h, w), cell in zip(grid_sizes, self.cell_anchors)]
+        if torch.compiler.is_compiling():  # an export's sizes are symbols: nothing to key a cache with
+            return self._grid_anchors(image_size, grid_sizes, device), counts
         key = (tuple(image_size), grid_sizes, device)
         anchors = self._cache.pop(key, None)
         if anchors is None:
@@ -62,7 +65,6 @@ class AnchorGenerator(nn.Module):
         self._cache[key] = anchors  # most recently used last
         if len(self._cache) > self.cache_size:
             del self._cache[next(iter(self._cache))]
-        counts = [h * w * len(cell) for (h, w), cell in zip(grid_sizes, self.cell_anchors)]
         return anchors, counts
 
     def _grid_anchors(self, image_size, grid_sizes, device) -> Tensor:

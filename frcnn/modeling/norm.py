@@ -47,18 +47,22 @@ class FrozenBatchNorm2d(torchvision.ops.FrozenBatchNorm2d):
     def folded_conv_params(self, conv: nn.Conv2d) -> tuple[Tensor, Tensor]:
         """Weight ``[O, I, k, k]`` and bias ``[O]`` of the convolution equal to ``self(conv(x))``,
         cached until ``conv``'s or this module's tensors change; never tracked by autograd."""
+        if torch.compiler.is_compiling():  # an export's tensors have no data pointer to key the cache
+            return self._fold(conv)
         sources = (conv.weight, conv.bias, self.weight, self.bias, self.running_mean, self.running_var)
         identity = tuple((t.data_ptr(), t._version) for t in sources if t is not None)
         if self._folded is None or self._folded[0] != identity:
             # A normal tensor also when first called under inference_mode (e.g. validation),
             # since the next training step's convolution saves it for backward.
             with torch.inference_mode(False), torch.no_grad():
-                scale, shift = self.scale_and_shift()
-                if conv.bias is not None:
-                    shift = shift + conv.bias * scale
-                weight = conv.weight * scale.to(conv.weight.dtype)[:, None, None, None]
-                self._folded = (identity, weight, shift.to(conv.weight.dtype))
+                self._folded = (identity, *self._fold(conv))
         return self._folded[1], self._folded[2]
+
+    def _fold(self, conv: nn.Conv2d) -> tuple[Tensor, Tensor]:
+        scale, shift = self.scale_and_shift()
+        if conv.bias is not None:
+            shift = shift + conv.bias * scale
+        return conv.weight * scale.to(conv.weight.dtype)[:, None, None, None], shift.to(conv.weight.dtype)
 
 
 def conv_norm(conv: nn.Conv2d, norm: nn.Module, x: Tensor) -> Tensor:

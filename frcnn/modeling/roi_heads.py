@@ -189,11 +189,7 @@ class RoIHeads(nn.Module):
             class_logits ``[B, P, C]``, box_deltas ``[B, P, C*4]``, image_sizes ``[B, 2]``.
         """
         num_images, num_proposals, num_classes = class_logits.shape
-        scores = F.softmax(class_logits, dim=-1)[..., 1:]  # background column dropped
-        boxes = self.box_coder.decode(box_deltas, proposals.boxes)[..., 1:, :]
-        boxes = clip_boxes(boxes, image_sizes)  # [B, P, C-1, 4]
-        candidate = (scores > self.score_thresh) & proposals.valid[..., None] & nonempty_boxes(boxes, self.min_size)
-
+        boxes, scores, candidate = self.candidates(class_logits, box_deltas, proposals, image_sizes)
         index = torch.nonzero(candidate.flatten()).squeeze(1)  # one read from the device: how many
         boxes, scores = boxes.flatten(0, 2)[index], scores.flatten()[index]
         labels = index % (num_classes - 1) + 1
@@ -202,3 +198,20 @@ class RoIHeads(nn.Module):
             boxes, scores, labels, image_index, self.nms_thresh, num_images, num_classes, self.detections_per_img
         )
         return Detections(pad_row(boxes)[kept], pad_row(scores)[kept], pad_row(labels)[kept], valid)
+
+    def candidates(
+        self, class_logits: Tensor, box_deltas: Tensor, proposals: Proposals, image_sizes: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-class boxes and scores of every proposal, without the background class.
+
+        Args: as ``postprocess``.
+
+        Returns:
+            boxes ``[B, P, C-1, 4]`` clipped to the images, scores ``[B, P, C-1]``, and
+            candidate ``[B, P, C-1]`` bool: above ``score_thresh``, a valid proposal, large enough.
+        """
+        scores = F.softmax(class_logits, dim=-1)[..., 1:]  # background column dropped
+        boxes = self.box_coder.decode(box_deltas, proposals.boxes)[..., 1:, :]
+        boxes = clip_boxes(boxes, image_sizes)
+        candidate = (scores > self.score_thresh) & proposals.valid[..., None] & nonempty_boxes(boxes, self.min_size)
+        return boxes, scores, candidate

@@ -131,33 +131,18 @@ class RegionProposalNetwork(nn.Module):
         Args:
             logits ``[B, A]``, deltas ``[B, A, 4]``, anchors ``[A, 4]``, image_sizes ``[B, 2]``.
         """
-        mode = "train" if self.training else "test"
-        num_images = logits.shape[0]
-        top_indices, levels, top_counts = [], [], []
-        offset = 0
-        for level, count in enumerate(anchors_per_level):
-            k = min(self.pre_nms_top_n[mode], count)
-            top_indices.append(logits[:, offset : offset + count].topk(k, dim=1).indices + offset)
-            levels.append(torch.full((k,), level, dtype=torch.int64, device=logits.device))
-            top_counts.append(k)
-            offset += count
-        top_indices = torch.cat(top_indices, dim=1)  # [B, K]
-        levels = torch.cat(levels).expand(num_images, -1)
-
-        scores = logits.gather(1, top_indices).sigmoid().flatten()  # [B*K]
-        chosen_deltas = deltas.gather(1, top_indices[..., None].expand(-1, -1, 4))
-        boxes = self.box_coder.decode(chosen_deltas, anchors[top_indices]).squeeze(-2)
-        boxes = clip_boxes(boxes, image_sizes).flatten(0, 1)  # [B*K, 4]
-        candidate = nonempty_boxes(boxes, self.min_size) & (scores >= self.score_thresh)
+        boxes, scores, levels, candidate, top_counts = self.candidates(logits, deltas, anchors, anchors_per_level, image_sizes)
+        num_images, num_candidates = scores.shape
+        boxes, scores, candidate = boxes.flatten(0, 1), scores.flatten(), candidate.flatten()  # [B*K, ...]
         # No compaction of the candidates (it would wait for the device): the others score -inf,
         # so they suppress nothing, and are dropped when the kept boxes are packed. Each
         # image's levels are consecutive runs of known length: no read of group sizes either.
-        image_index = torch.arange(num_images, device=logits.device)[:, None].expand_as(levels)
-        per_image = min(self.post_nms_top_n[mode], top_indices.shape[1])
+        image_index = torch.arange(num_images, device=logits.device)[:, None].expand(-1, num_candidates)
+        per_image = min(self.post_nms_top_n["train" if self.training else "test"], num_candidates)
         kept, valid = batched_nms_per_image(
             boxes,
             scores.masked_fill(~candidate, float("-inf")),
-            levels.flatten(),
+            levels.expand(num_images, -1).flatten(),
             image_index.flatten(),
             self.nms_thresh,
             num_images,
@@ -167,6 +152,41 @@ class RegionProposalNetwork(nn.Module):
             group_sizes=top_counts * num_images,
         )
         return Proposals(boxes=pad_row(boxes)[kept], scores=pad_row(scores)[kept], valid=valid)
+
+    def candidates(
+        self,
+        logits: Tensor,
+        deltas: Tensor,
+        anchors: Tensor,
+        anchors_per_level: list[int],
+        image_sizes: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, list[int]]:
+        """The best anchors of each level, decoded and clipped: what NMS chooses from.
+
+        Args: as ``propose``.
+
+        Returns:
+            boxes ``[B, K, 4]``, scores ``[B, K]`` (objectness probability), levels ``[K]``
+            int64, candidate ``[B, K]`` bool (large enough and above ``score_thresh``), and
+            the K boxes' count per level.
+        """
+        mode = "train" if self.training else "test"
+        top_indices, levels, top_counts = [], [], []
+        offset = 0
+        for level, count in enumerate(anchors_per_level):
+            k = torch.sym_min(self.pre_nms_top_n[mode], count)  # sym_min: counts are symbolic in an export
+            top_indices.append(logits[:, offset : offset + count].topk(k, dim=1).indices + offset)
+            levels.append(torch.full((k,), level, dtype=torch.int64, device=logits.device))
+            top_counts.append(k)
+            offset += count
+        top_indices = torch.cat(top_indices, dim=1)  # [B, K]
+
+        scores = logits.gather(1, top_indices).sigmoid()
+        chosen_deltas = deltas.gather(1, top_indices[..., None].expand(-1, -1, 4))
+        boxes = self.box_coder.decode(chosen_deltas, anchors[top_indices]).squeeze(-2)
+        boxes = clip_boxes(boxes, image_sizes)
+        candidate = nonempty_boxes(boxes, self.min_size) & (scores >= self.score_thresh)
+        return boxes, scores, torch.cat(levels), candidate, top_counts
 
     @torch.no_grad()
     def label_and_sample_anchors(self, anchors: Tensor, gt: GroundTruth, generator: torch.Generator | None = None) -> Samples:
