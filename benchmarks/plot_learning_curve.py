@@ -18,12 +18,13 @@ MINUTES, AP50, AP = "time/elapsed_min", "val/map_50", "val/map"
 
 
 def validation_points(metrics_csv: Path) -> list[tuple[float, int, float, float]]:
-    """``(minutes, step, AP50, AP)`` of every validation in the file, in order."""
+    """``(minutes, steps trained, AP50, AP)`` of every validation in the file, in order (the CSV's
+    ``step`` of a validation row is the index of the last step, counted from 0)."""
     points = []
     with open(metrics_csv, newline="") as file:
         for row in csv.DictReader(file):
             if row.get(AP50) and row.get(MINUTES):
-                points.append((float(row[MINUTES]), int(row["step"]), float(row[AP50]), float(row[AP])))
+                points.append((float(row[MINUTES]), int(row["step"]) + 1, float(row[AP50]), float(row[AP])))
     if not points:
         raise SystemExit(f"error: {metrics_csv} has no validation rows with {MINUTES}: was the run logged with logger=csv?")
     return points
@@ -48,12 +49,14 @@ def main() -> None:
     figure, axes = plt.subplots(figsize=(6, 3.6), dpi=120)
     axes.plot(minutes, ap50, "o-", label="AP50")
     axes.plot(minutes, ap, "s--", label="AP (0.5:0.95)")
+    axes.axhline(0.7, color="grey", linestyle=":", linewidth=1)
+    axes.axvline(10, color="grey", linestyle=":", linewidth=1)
     for minute, step, value in zip(minutes, steps, ap50):
-        axes.annotate(f"step {step}", (minute, value), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+        axes.annotate(f"{step} steps", (minute, value), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
     axes.set(xlabel="wall-clock minutes (data generation included)", ylabel="val COCO AP", ylim=(0, 1), title=args.title)
     axes.set_xlim(left=0)
     axes.grid(alpha=0.3)
-    axes.legend(loc="lower right")
+    axes.legend(loc="upper left")
     figure.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.out)
