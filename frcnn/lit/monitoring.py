@@ -1,5 +1,5 @@
-"""What a run shows besides its losses: training speed and memory, training health, and
-validation pictures."""
+"""What a run shows besides its losses: training speed and memory, training health, elapsed
+time, and validation pictures."""
 
 from __future__ import annotations
 
@@ -64,6 +64,25 @@ class TrainingHealth(Callback):
             return
         for name, value in getattr(pl_module.model, "training_stats", {}).items():
             pl_module.log(f"train/{name}", value, on_step=True, batch_size=1)
+
+
+class ElapsedTime(Callback):
+    """`time/elapsed_min`: wall-clock minutes since the callback was built (before the data set is
+    prepared and the model trained), at every step and with every validation's metrics, so a
+    CSV or TensorBoard curve can be drawn against minutes rather than steps."""
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+
+    def _log(self, pl_module: pl.LightningModule) -> None:
+        pl_module.log("time/elapsed_min", (time.perf_counter() - self._start) / 60, batch_size=1)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._log(pl_module)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._log(pl_module)
 
 
 class ValidationPictures(Callback):
