@@ -84,6 +84,20 @@ def _shapes_pictures(count: int) -> tuple[list[dict], list[torch.Tensor], list[d
     return rows, images, targets
 
 
+def _calibrate_batch_norm(model: torch.nn.Module, images) -> None:
+    """Batch-norm running statistics (``norm=bn``: a model trained without weights) measured on
+    ``images``: a one-step run's are still near their initial values, which leave eval-mode
+    features of a random backbone orders of magnitude too large for a class score to mean much."""
+    norms = [module for module in model.modules() if isinstance(module, torch.nn.BatchNorm2d)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over the batches seen
+    model.train()
+    with torch.no_grad():
+        model.backbone(model.transform(images)[0].tensor)
+    model.eval()
+
+
 def _train_predictor(model: torch.nn.Module, images, targets, steps: int = 200) -> None:
     """Train the box predictor alone on fixed box-head features of ``images`` (RoI losses, Adam):
     a source whose class scores mean something, in seconds; everything else stays as it is."""
@@ -112,6 +126,7 @@ def source_path(tiny_checkpoint, tmp_path_factory) -> Path:
     checkpoint = torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)
     model = build_model(load_checkpoint(tiny_checkpoint))
     torch.manual_seed(0)
+    _calibrate_batch_norm(model, _shapes_pictures(8)[1])
     _train_predictor(model, *_shapes_pictures(8)[1:])
     path = tmp_path_factory.mktemp("source") / "source.ckpt"
     state_dict = {f"model.{name}": tensor for name, tensor in model.state_dict().items()}
