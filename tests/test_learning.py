@@ -4,9 +4,7 @@ tests/modeling/test_overfit.py checks that the model alone, in a hand-written lo
 two images. This test runs the whole app as the demo does (data module with resizing and flips,
 Lightning loop, AdamW + warm-up/cosine from the config, validation's COCO evaluator) from random
 weights for 100 steps on 32 shapes images and scores AP50 on those images, so it fails when any
-part of learning breaks: a loss that stops driving a head, a box coder that encodes and decodes
-differently, a head that no longer trains, targets that no longer match their images. (Scoring
-held-out images would need ~600 steps: the demo itself, docs/benchmarks.md.)
+part of learning breaks down entirely. (Unfinished: see MIN_AP50 for what it does not catch yet.)
 """
 
 from __future__ import annotations
@@ -16,9 +14,10 @@ import pytest
 from train import train
 
 STEPS = 100
-# Measured (docs/benchmarks.md, "A learning test"): AP50 0.42 after 120 steps; with the box
-# coder's decode weights swapped, the RoI head frozen or the classification loss zeroed, below 0.05.
-MIN_AP50 = 0.2
+# Measured on the shared dev box (1 thread, 8.8 min under load): AP50 0.47. NOT yet a guard
+# against subtle breaks: with the box coder's dx/dy swapped in encode it scored 0.40, with the RoI
+# head left out of the optimizer 0.63. It catches only a detector that learns nothing.
+MIN_AP50 = 0.3
 
 
 @pytest.mark.slow
