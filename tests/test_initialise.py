@@ -41,6 +41,8 @@ SOURCE_LABEL_TO_FOLDER = {KITE: 1, TV: 2}
 PREDICTOR = "roi_heads.box_predictor."
 CPU = torch.device("cpu")
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def _datamodule(folder: Path) -> DetectionDataModule:
     datamodule = DetectionDataModule(
@@ -324,13 +326,12 @@ def test_unknown_weights_classes_is_one_line(source):
 
 
 @pytest.mark.slow
-def test_finetune_run_logs_the_table_and_val_loss_and_its_checkpoint_evaluates(source_path, folder, tiny_overrides, tmp_path, caplog):
+def test_finetune_run_logs_the_table_and_val_loss_and_its_checkpoint_evaluates(source_path, folder, tiny_overrides, compose_train, tmp_path, caplog):
     import csv
     import shutil
     import subprocess
     import sys
 
-    from conftest import ROOT, compose_config
     from frcnn.detector import Detector
     from train import train
 
@@ -342,7 +343,7 @@ def test_finetune_run_logs_the_table_and_val_loss_and_its_checkpoint_evaluates(s
                  "data.min_size=128", "data.max_size=160", "data.num_workers=0", "trainer=cpu", "trainer.max_epochs=1",
                  "trainer.num_sanity_val_steps=0", "trainer.log_every_n_steps=1", *model_options]  # fmt: skip
     with caplog.at_level(logging.INFO):
-        train(compose_config(overrides, tmp_path / "run"))
+        train(compose_train(overrides, "run"))
     assert f"model.weights: checkpoint of this app {weights}" in caplog.text
     assert "rows copied         3  background, Kite <- kite,  TV <- tv" in caplog.text
 
@@ -357,7 +358,7 @@ def test_finetune_run_logs_the_table_and_val_loss_and_its_checkpoint_evaluates(s
     detector = Detector.from_checkpoint(checkpoint, device="cpu")
     assert detector.class_names == FOLDER_CLASSES
     assert len(detector(next((folder / "val" / "images").iterdir()))) == 1
-    result = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), f"ckpt={checkpoint}", f"hydra.run.dir={tmp_path / 'eval'}"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = subprocess.run([sys.executable, str(REPO / "evaluate.py"), f"ckpt={checkpoint}", f"hydra.run.dir={tmp_path / 'eval'}"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["num_images"] == 4

@@ -36,7 +36,6 @@ def test_a_short_shapes_run_learns(compose_train, tmp_path):
         "scheduler.warmup_steps=20",
         "trainer.num_sanity_val_steps=0",
         "callbacks.rich_progress_bar=null",
-        "callbacks.model_summary=null",
         "logger=csv",
         "monitor=val/map_50",
     ]

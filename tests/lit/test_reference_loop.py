@@ -54,8 +54,9 @@ def _app_overrides(tiny_overrides: list[str], out_dir: str) -> list[str]:
         f"+callbacks.record.out_dir={out_dir}",
         "optimizer=sgd",
         f"optimizer.lr={LR}",
-        f"optimizer.momentum={MOMENTUM}",
-        f"optimizer.weight_decay={WEIGHT_DECAY}",
+        "optimizer.scale_lr=false",  # the reference loop's rate as it is, not scaled to the batch
+        f"optimizer.algorithm.momentum={MOMENTUM}",
+        f"optimizer.algorithm.weight_decay={WEIGHT_DECAY}",
         "scheduler=warmup_multistep",
         f"scheduler.warmup_steps={WARMUP_STEPS}",
         f"scheduler.warmup_factor={WARMUP_FACTOR}",
