@@ -178,7 +178,8 @@ def _fitting_config(found: dict[str, Tensor]) -> str:
     if "backbone.body.layer1.0.conv1.weight" not in found:
         return f"the file's backbone is not a ResNet (a MobileNetV3-FPN file: model=frcnn_mobilenet_v3_large_fpn){width}"
     blocks = 1 + max(int(name.split(".")[3]) for name in found if name.startswith("backbone.body.layer3."))
-    depth = {6: 50, 23: 101}.get(blocks)
+    bottleneck = "backbone.body.layer1.0.conv3.weight" in found
+    depth = ({6: 50, 23: 101} if bottleneck else {2: 18, 6: 34}).get(blocks)
     if depth is None:
         return f"the file's ResNet has {blocks} blocks in layer3, a depth frcnn does not build"
     return f"the file is ResNet-{depth} + FPN: train with model=frcnn_r50_fpn model/backbone=resnet{depth}_fpn{width} (and the source run's other model options)"

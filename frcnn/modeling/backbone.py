@@ -1,7 +1,8 @@
-"""ResNet-50/101 + FPN backbones: a body (stem + four bottleneck stages → C2–C5) and a pyramid.
+"""ResNet-18/34/50/101 + FPN backbones: a body (stem + four stages of basic or bottleneck blocks
+→ C2–C5) and a pyramid.
 
 ``resnet_fpn`` is what ``conf/model/backbone/*.yaml`` builds. Parameter names equal
-torchvision's ``resnet50`` / ``resnet101`` (``conv1``, ``bn1``, ``layer1.0.conv1`` …)
+torchvision's ``resnet18`` … ``resnet101`` (``conv1``, ``bn1``, ``layer1.0.conv1`` …)
 so that ImageNet weights saved by torchvision load as they are. Detection backbones keep
 batch-norm statistics frozen (``norm="frozen_bn"``): detection batches are too small
 to estimate them, and plain ``BatchNorm2d`` would keep updating running statistics even
@@ -27,7 +28,34 @@ __all__ = ["BackboneWithFPN", "ResNet", "load_backbone_weights", "pretrained_def
 # leaves the last k of them trainable.
 _STAGES_FROM_TOP = ("layer4", "layer3", "layer2", "layer1", "conv1")
 NORM_LAYERS: dict[str, Callable[[int], nn.Module]] = {"frozen_bn": FrozenBatchNorm2d, "bn": nn.BatchNorm2d}
-BLOCKS_PER_STAGE = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+BLOCKS_PER_STAGE = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+
+
+def _shortcut(in_channels: int, out_channels: int, stride: int, norm: Callable[[int], nn.Module]) -> nn.Module | None:
+    """torchvision's ``downsample`` (1×1 conv + norm) where the block changes width or stride, else None."""
+    if stride == 1 and in_channels == out_channels:
+        return None
+    return ConvNorm(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), norm(out_channels))
+
+
+class BasicBlock(nn.Module):
+    """3×3 (carries the stride) → 3×3, plus a shortcut: ResNet-18/34's block."""
+
+    expansion = 1
+
+    def __init__(self, in_channels: int, width: int, stride: int, norm: Callable[[int], nn.Module]) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, width, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = norm(width)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.bn2 = norm(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = _shortcut(in_channels, width, stride, norm)
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(conv_norm(self.conv1, self.bn1, x))
+        return self.relu(conv_norm(self.conv2, self.bn2, out) + identity)
 
 
 class Bottleneck(nn.Module):
@@ -45,10 +73,7 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(width, out_channels, 1, bias=False)
         self.bn3 = norm(out_channels)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample: nn.Module | None = None
-        if stride != 1 or in_channels != out_channels:
-            shortcut = nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
-            self.downsample = ConvNorm(shortcut, norm(out_channels))
+        self.downsample = _shortcut(in_channels, out_channels, stride, norm)
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -58,21 +83,22 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    """ResNet-50 or -101 without its classifier; ``forward`` returns the outputs of ``layer1``–``layer4``.
+    """ResNet-18, -34, -50 or -101 without its classifier; ``forward`` returns the outputs of
+    ``layer1``–``layer4``.
 
     Args:
-        depth: 50 or 101.
+        depth: 18 or 34 (basic blocks), 50 or 101 (bottlenecks).
         norm: ``"frozen_bn"`` (statistics and affine fixed) or ``"bn"`` (trainable BatchNorm2d).
         trainable_layers: how many stages, counted from ``layer4`` back to the stem, are
             trained (0–5, torchvision's convention; 3 trains layer2–layer4).
         grad_checkpointing: recompute layer3 and layer4 in the backward pass instead of
             storing their activations (less memory, about a third more backbone compute).
 
-    Shapes: images ``[N, 3, H, W]`` → C2 ``[N, 256, H/4, W/4]``, C3 ``[N, 512, H/8, W/8]``,
-    C4 ``[N, 1024, H/16, W/16]``, C5 ``[N, 2048, H/32, W/32]`` (sizes rounded up).
+    Shapes: images ``[N, 3, H, W]`` → C2 ``[N, c, H/4, W/4]``, C3 ``[N, 2c, H/8, W/8]``,
+    C4 ``[N, 4c, H/16, W/16]``, C5 ``[N, 8c, H/32, W/32]`` (sizes rounded up; ``out_channels``:
+    c = 64 for basic blocks, 256 for bottlenecks).
     """
 
-    out_channels = (256, 512, 1024, 2048)
     # How torchvision's ImageNet state dict holds this body: its classifier, dropped on loading.
     imagenet_prefix, imagenet_head = "", "fc."
 
@@ -94,13 +120,15 @@ class ResNet(nn.Module):
         self.bn1 = norm_layer(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        block_type = BasicBlock if depth < 50 else Bottleneck
+        self.out_channels = tuple(width * block_type.expansion for width in (64, 128, 256, 512))
         in_channels = 64
         stages = zip((64, 128, 256, 512), BLOCKS_PER_STAGE[depth], (1, 2, 2, 2))
         for index, (width, blocks, stride) in enumerate(stages, 1):
             layers = []
             for block in range(blocks):
-                layers.append(Bottleneck(in_channels, width, stride if block == 0 else 1, norm_layer))
-                in_channels = width * Bottleneck.expansion
+                layers.append(block_type(in_channels, width, stride if block == 0 else 1, norm_layer))
+                in_channels = width * block_type.expansion
             setattr(self, f"layer{index}", nn.Sequential(*layers))
         self._init_weights()
         self._freeze(trainable_layers)
@@ -173,7 +201,7 @@ def resnet_fpn(
     body = ResNet(depth, norm, trainable_layers, grad_checkpointing)
     if weights:
         load_backbone_weights(body, weights)
-    return BackboneWithFPN(body, FPN(ResNet.out_channels, out_channels), out_channels)
+    return BackboneWithFPN(body, FPN(body.out_channels, out_channels), out_channels)
 
 
 def load_backbone_weights(body: nn.Module, weights: str) -> None:

@@ -1,8 +1,8 @@
-"""frcnn.modeling.backbone: ResNet-50/101 bodies + FPN against torchvision (freezing, weights files, features)."""
+"""frcnn.modeling.backbone: ResNet-18/34/50/101 bodies + FPN against torchvision (freezing, weights files, features)."""
 
 import pytest
 import torch
-from torchvision.models import resnet101
+import torchvision.models
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.ops import FrozenBatchNorm2d
 
@@ -60,25 +60,25 @@ def test_grad_checkpointing_gives_the_same_gradients():
     torch.testing.assert_close(checkpointed.layer3[0].conv1.weight.grad, plain.layer3[0].conv1.weight.grad)
 
 
-@pytest.mark.parametrize("trainable_layers", [3, 5])
-def test_resnet101_fpn_features_equal_torchvisions(tmp_path, trainable_layers):
+@pytest.mark.parametrize(("depth", "trainable_layers"), [(101, 3), (101, 5), (18, 5), (34, 3)])
+def test_resnet_fpn_features_equal_torchvisions(tmp_path, depth, trainable_layers):
     torch.manual_seed(0)
-    imagenet = resnet101()
+    imagenet = getattr(torchvision.models, f"resnet{depth}")()
     with torch.no_grad():  # BN statistics other than the identity, so folding them is exercised
         for name, tensor in imagenet.state_dict().items():
             if name.endswith("running_var"):
                 tensor.uniform_(0.5, 1.5)
             elif name.endswith("running_mean"):
                 tensor.normal_(0.0, 0.1)
-    path = tmp_path / "resnet101.pth"
+    path = tmp_path / f"resnet{depth}.pth"
     torch.save(imagenet.state_dict(), path)
 
     reference = resnet_fpn_backbone(
-        backbone_name="resnet101", weights=None, norm_layer=FrozenBatchNorm2d, trainable_layers=trainable_layers
+        backbone_name=f"resnet{depth}", weights=None, norm_layer=FrozenBatchNorm2d, trainable_layers=trainable_layers
     )
     body = {k: v for k, v in imagenet.state_dict().items() if not k.startswith("fc.") and "num_batches" not in k}
     reference.body.load_state_dict(body)
-    ours = resnet_fpn(101, weights=str(path), trainable_layers=trainable_layers)
+    ours = resnet_fpn(depth, weights=str(path), trainable_layers=trainable_layers)
     converted = _as_ours(reference.state_dict())
     assert {k: v.shape for k, v in converted.items()} == {k: v.shape for k, v in ours.state_dict().items()}
     ours.load_state_dict({k: v for k, v in converted.items() if k.startswith("fpn.")}, strict=False)  # body: from the file
