@@ -6,12 +6,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
+STARTING_THREADS = torch.get_num_threads()  # torch's thread count when the session began
 
 
 @pytest.fixture(scope="session")
@@ -79,12 +81,12 @@ def _delete_checkpoints(request: pytest.FixtureRequest):
 
 @pytest.fixture(autouse=True)
 def _restore_torch_threads():
-    """``train(cfg)`` with ``cpu_threads`` sets a process-wide value: undo it after each test."""
-    import torch
-
-    threads = torch.get_num_threads()
+    """``train(cfg)`` with ``cpu_threads`` sets a process-wide value: every test starts and ends with
+    the session's starting count, also after a session fixture's run (set up before this one) set
+    its own."""
+    torch.set_num_threads(STARTING_THREADS)
     yield
-    torch.set_num_threads(threads)
+    torch.set_num_threads(STARTING_THREADS)
 
 
 @pytest.fixture(scope="session")
