@@ -66,9 +66,12 @@ def planted(name: str) -> Iterator[None]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     choices = ["intact", "coder", "frozen_head", "no_box_loss"]
-    parser.add_argument("breaks", nargs="*", choices=choices, default=choices)
+    parser.add_argument("breaks", nargs="*", metavar="BREAK", help=f"any of {choices}; default: all, in this order")
     args = parser.parse_args()
-    for name in args.breaks:
+    unknown = set(args.breaks) - set(choices)
+    if unknown:
+        parser.error(f"unknown break(s) {sorted(unknown)}: choose from {choices}")
+    for name in args.breaks or choices:
         with tempfile.TemporaryDirectory() as tmp, planted(name):
             start = time.perf_counter()
             train(compose_config(learning_overrides(Path(tmp)), Path(tmp) / "run"))
