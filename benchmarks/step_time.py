@@ -12,17 +12,15 @@ seconds per step is printed. Use on an idle machine: other processes on the core
 from __future__ import annotations
 
 import argparse
-import io
 import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
-from PIL import Image
 
 from frcnn.checkpoint import instantiate_model
+from frcnn.data.decode import decode_rgb
 from frcnn.data.sources.shapes import make_row
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -37,8 +35,7 @@ def shapes_batch(size: int = 4) -> tuple[list[torch.Tensor], list[dict[str, torc
         index += 1
         if not row["objects"]["bbox"]:
             continue
-        pixels = np.array(Image.open(io.BytesIO(row["image"]["bytes"])).convert("RGB"))
-        images.append(torch.from_numpy(pixels).permute(2, 0, 1).contiguous())
+        images.append(decode_rgb(row["image"]))
         boxes = torch.tensor(row["objects"]["bbox"], dtype=torch.float32)
         targets.append({"boxes": boxes, "labels": torch.randint(1, 5, (len(boxes),))})
     return images, targets
